@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtualenv in .venv with lipstream and its dependencies.
+# `scripts/setup.sh test` also installs what the test suite needs (Debian chromium
+# for the browser tests, test extras).  Nothing is downloaded except packages from
+# PyPI and Debian; no model weights are fetched (see checkpoints/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=${1:-}
+PY=${PYTHON:-python3}
+stamp=.venv/.lipstream-setup-$(sha1sum pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)${want_test:+-test}
+
+if [ ! -f "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[test]"
+  .venv/bin/pip install -q --no-deps "mediapipe==0.10.21"
+  touch "$stamp"
+fi
+
+if [ "$want_test" = "test" ]; then
+  need=()
+  command -v chromium >/dev/null || need+=(chromium)
+  [ -d /usr/share/pocketsphinx-testdata ] || [ -d /usr/share/pocketsphinx/testdata ] || need+=(pocketsphinx-testdata)
+  [ -d /usr/share/sounds/alsa ] || need+=(alsa-utils)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+    else
+      echo "note: install Debian packages for the full test suite: ${need[*]}" >&2
+    fi
+  fi
+fi
