@@ -136,3 +136,23 @@ class MelStream:
         self.frames_emitted = 0
         self._tail = None
         self._last_sample = 0.0
+
+    @classmethod
+    def starting_at(cls, frame_index: int, samples: np.ndarray, previous_sample: float) -> "MelStream":
+        """A stream whose next frame is ``frame_index``.
+
+        ``samples`` are the raw stream samples from ``frame_index * HOP`` on, and
+        ``previous_sample`` the one just before them (pre-emphasis reaches back one
+        sample).  Used to rewind after an interrupt discards buffered audio.
+        """
+        stream = cls(frames_emitted=frame_index)
+        stream._last_sample = float(previous_sample)
+        head = np.asarray(samples, dtype=np.float32)
+        stream._tail = np.zeros(0, dtype=np.float32)
+        if len(head):
+            stream._tail = preemphasis(head, previous_sample)
+            stream._last_sample = float(head[-1])
+        n = n_complete_frames(len(stream._tail))
+        if n:
+            raise ValueError("starting_at expects fewer samples than one complete frame beyond the start")
+        return stream

@@ -1,0 +1,160 @@
+"""Avatar preparation speed: a 60 s 720p video, end to end and per stage.
+
+    .venv/bin/python -m bench.avatar_prep [--seconds 60] [--no-record]
+
+Generates the source (the astronaut drifting across a 1280x720 canvas), prepares
+it into a fresh cache with a tqdm bar, then times each stage on its own and the
+random access the renderer pays per frame. Target: 60 s of 720p in <= 60 s.
+Figures go to BENCHMARKS.md under this script's own section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from models.avatar import load_avatar, prepare_avatar
+from models.avatar_source import video_frames
+from models.face_landmarks import FaceTracker
+from models.frame_store import FrameStore, FrameStoreWriter
+from tests.avatar_media import canvas_with_face, default_route, moving_face_video
+
+SECTION = "## bench/avatar_prep.py"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--no-record", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="avatar_bench."))
+    try:
+        lines = run(work, args.seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n".join(lines))
+    if not args.no_record:
+        record(lines)
+
+
+def run(work: Path, seconds: float) -> list[str]:
+    w, h, side = 1280, 720, 640
+    src = work / "talk720.mp4"
+    t0 = time.perf_counter()
+    moving_face_video(src, seconds=seconds, fps=30.0, width=w, height=h, face_side=side,
+                      route=default_route(w, h, side, seconds))
+    gen_s = time.perf_counter() - t0
+    n_out = int(round(seconds * 25))
+
+    with tqdm(total=100, desc="prepare", unit="%", bar_format="{l_bar}{bar}| {elapsed}") as bar:
+        def progress(f: float) -> None:
+            bar.update(round(100 * f) - bar.n)
+
+        t0 = time.perf_counter()
+        info = prepare_avatar(src, work / "cache", progress=progress)
+        prep_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prepare_avatar(src, work / "cache")
+    again_s = time.perf_counter() - t0
+
+    stage = stage_costs(src, work, n_frames=min(n_out, 250))
+    access = {}
+    for label, size in (("512x512", (512, 512)), ("1280x720", (w, h))):
+        access[label] = random_access_ms(work / f"store{size[0]}", size)
+    avatar = load_avatar(info.avatar_id, work / "cache")
+    store_mb = sum(f.stat().st_size for f in avatar.directory.iterdir()) / 1e6
+
+    return [
+        f"- machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
+        f"date {dt.date.today().isoformat()}",
+        f"- source: {seconds:.0f} s 1280x720 30 fps H.264 (astronaut drifting on a canvas; "
+        f"generated in {gen_s:.1f} s)",
+        f"- prepare_avatar: **{prep_s:.1f} s** for {info.n_frames} output frames at 25 fps = "
+        f"**{info.n_frames / prep_s:.0f} frames/s** ({1000 * prep_s / info.n_frames:.1f} ms/frame); "
+        f"target <= {seconds:.0f} s: {'met' if prep_s <= seconds else 'MISSED'}",
+        f"- second call (cache hit, hashes the file): {1000 * again_s:.0f} ms; cache size {store_mb:.0f} MB "
+        f"({store_mb * 1e3 / info.n_frames:.0f} kB/frame)",
+        f"- stage costs per output frame (720p, {stage['n']} frames, single core): decode+resample "
+        f"{stage['decode']:.1f} ms, JPEG q92 encode {stage['encode']:.1f} ms, "
+        f"face tracking {stage['track']:.1f} ms",
+        f"- Avatar.frame random access (JPEG decode, LRU miss): 512x512 {access['512x512']:.2f} ms, "
+        f"1280x720 {access['1280x720']:.2f} ms",
+        f"- warnings: {list(info.warnings) or 'none'}",
+    ]
+
+
+def stage_costs(src: Path, work: Path, n_frames: int) -> dict[str, float]:
+    frames = []
+    t0 = time.perf_counter()
+    for frame in video_frames(src, 25.0, (1280, 720), 3600):
+        frames.append(frame)
+        if len(frames) == n_frames:
+            break
+    decode = time.perf_counter() - t0
+    (work / "enc").mkdir()
+    with FrameStoreWriter(work / "enc") as store:
+        t0 = time.perf_counter()
+        for f in frames:
+            store.append(f)
+        encode = time.perf_counter() - t0
+    with FaceTracker() as tracker:
+        tracker.track(frames[0])
+        t0 = time.perf_counter()
+        for f in frames:
+            tracker.track(f)
+        track = time.perf_counter() - t0
+    n = len(frames)
+    return {"n": n, "decode": 1000 * decode / n, "encode": 1000 * encode / n, "track": 1000 * track / n}
+
+
+def random_access_ms(directory: Path, size: tuple[int, int], n: int = 60) -> float:
+    directory.mkdir()
+    w, h = size
+    with FrameStoreWriter(directory) as writer:
+        for i in range(n):
+            writer.append(canvas_with_face(w, h, min(w, h) // 2, 10 + i, 10))
+    store = FrameStore(directory, cache_frames=1)
+    order = np.random.default_rng(0).permutation(n)
+    t0 = time.perf_counter()
+    for i in order:
+        store.get(int(i))
+    return 1000 * (time.perf_counter() - t0) / n
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def record(lines: list[str]) -> None:
+    """Replace this script's section of BENCHMARKS.md, leaving the others as they are."""
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    body = f"{SECTION}\n\n" + "\n".join(lines) + "\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

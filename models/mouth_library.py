@@ -1,0 +1,87 @@
+"""A video avatar's own mouths as a library: pick the frame whose mouth to show.
+
+Every frame of the avatar video is a real picture of the person's mouth with a
+measured (openness, width, rounding).  For a target shape we pick the frame that
+matches it best, preferring (a) the frame on screen itself (no compositing at all),
+(b) the successor of the previous pick, so real mouth motion plays on instead of
+hopping between far-apart frames, and (c) frames with the same head pose as the
+frame on screen, which align best.  The library is a few thousand rows of 3
+numbers: a vectorised scan is faster than building any index for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.mouth_geometry import EYE_OUTER, STABLE, similarity, smooth_landmarks
+
+SHAPE_WEIGHTS = np.array([1.0, 0.35, 0.5], np.float32)  # openness matters most
+STAY_BONUS = 0.06        # cost advantage of continuing from the previous pick
+OWN_BONUS = 0.04         # ... and of the frame on screen (real pixels, no seam)
+POSE_WEIGHT = 0.6        # cost per unit of pose difference (see _pose)
+MISSING_FACE_COST = 10.0  # frames with interpolated landmarks are a last resort
+OPEN_SLACK = 0.08        # a pick this much less open than the target gets the photo warp on top
+
+
+@dataclass(frozen=True)
+class LibraryPick:
+    index: int             # avatar frame to take the mouth from
+    cost: float
+    open_deficit: float    # target openness minus the pick's (> 0: warp it further open)
+
+
+class MouthLibrary:
+    def __init__(self, features: np.ndarray, landmarks: np.ndarray,
+                 face_found: np.ndarray | None = None) -> None:
+        feats = np.asarray(features, np.float32)
+        if feats.ndim != 2 or feats.shape[1] != 3 or len(feats) == 0:
+            raise ValueError(f"mouth features must be (n, 3), got {feats.shape}")
+        self.features = feats
+        # A person's resting width/rounding is their own neutral; the model's targets
+        # are relative to a generic face, so centre the person's on their median.
+        self.centred = feats.copy()
+        self.centred[:, 1:] -= np.median(feats[:, 1:], axis=0)
+        self.stable = smooth_landmarks(np.asarray(landmarks, np.float32)[:, list(STABLE)], 1.5)
+        self.pose = _pose(np.asarray(landmarks, np.float32))
+        found = np.ones(len(feats), bool) if face_found is None else np.asarray(face_found, bool)
+        self.penalty = np.where(found, 0.0, MISSING_FACE_COST).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def max_openness(self) -> float:
+        return float(self.features[:, 0].max())
+
+    def shape_distance(self, target: np.ndarray) -> np.ndarray:
+        d = (self.centred - np.asarray(target, np.float32)) * SHAPE_WEIGHTS
+        return np.sqrt((d * d).sum(axis=1))
+
+    def pick(self, target: np.ndarray, current: int, previous: int | None) -> LibraryPick:
+        cost = self.shape_distance(target) + self.penalty
+        cost += POSE_WEIGHT * np.abs(self.pose - self.pose[current]).sum(axis=1)
+        cost[current] -= OWN_BONUS
+        if previous is not None:
+            for j in (previous, previous + 1):
+                if 0 <= j < len(cost):
+                    cost[j] -= STAY_BONUS
+        j = int(np.argmin(cost))
+        deficit = float(target[0]) - float(self.features[j, 0])
+        return LibraryPick(j, float(cost[j]), deficit)
+
+    def alignment(self, src: int, dst: int) -> np.ndarray:
+        """2×3 similarity taking frame ``src``'s pixels onto frame ``dst``'s face."""
+        return similarity(self.stable[src], self.stable[dst])
+
+
+def _pose(landmarks: np.ndarray) -> np.ndarray:
+    """(n, 3) coarse head pose: roll (rad), log scale, yaw proxy (nose offset / eye span)."""
+    eye_l, eye_r = landmarks[:, EYE_OUTER[0]], landmarks[:, EYE_OUTER[1]]
+    d = eye_r - eye_l
+    span = np.maximum(np.linalg.norm(d, axis=1), 1e-3)
+    roll = np.arctan2(d[:, 1], d[:, 0])
+    nose = landmarks[:, 1]
+    yaw = ((nose - 0.5 * (eye_l + eye_r)) * d).sum(axis=1) / span ** 2
+    return np.stack([roll, np.log(span), yaw], axis=1).astype(np.float32)

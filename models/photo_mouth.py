@@ -1,0 +1,398 @@
+"""Mouth motion synthesised from one still face: a lip/jaw warp plus a painted inner mouth.
+
+The face is split along the lower inner lip.  Everything above the split (upper lip,
+and any teeth the photo already shows, since upper teeth belong to the skull) rises
+a little; the lower lip and chin drop with the jaw.  Both moves are a smooth
+backward displacement field over a small mouth region, evaluated on a coarse grid,
+upsampled and applied with one ``cv2.remap``.  The gap that opens between the two
+halves is painted: a dark cavity, upper teeth when the photo shows none, a hint of
+tongue and lower teeth for wide openings, all coloured from the face itself.
+
+Column by column the field is a 1-D monotone map through a few knots (nose, upper
+lip edge, split, lower lip edge, chin, neck), so it cannot fold; horizontal motion
+(spread / pucker) is a separate smooth stretch about the mouth centre.  All lengths
+are in mouth space (units of the eye-corner distance, see ``mouth_geometry``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from models.mouth_geometry import LipCurves, MouthFrame, at, lip_curves, mouth_frame, roi_box
+from models.mouth_shape import MouthShape
+
+FULL_GAP = 0.35          # inner-lip gap at openness 1 (the scale face_landmarks measures)
+MIN_ADDED_GAP = 0.16     # a photo that already shows teeth still opens this much at openness 1
+UPPER_SHARE = 0.2        # fraction of the opening taken by the upper lip rising
+CORNER_SPREAD = 0.05     # corner shift per unit of width (each side)
+CORNER_PUCKER = 0.055    # inward corner shift at full rounding
+LIP_PUCKER = 0.03        # lips thicken (protrude) at full rounding
+SHAPE_GATE = 0.12        # openness at which width/rounding act fully (see pose_for)
+STRETCH_REACH = 0.3      # how far beyond the corners the spread/pucker fades out
+NECK_MARGIN = 0.55       # the warp fades to nothing this far below the chin
+ROI_HALF_WIDTH = 0.9
+GRID_CELLS = 40          # coarse field samples along the ROI's longer side
+
+
+@dataclass(frozen=True)
+class MouthPalette:
+    """Colours (BGR float) of the face's own mouth parts, plus what the photo shows."""
+
+    lip: np.ndarray
+    skin: np.ndarray
+    teeth: np.ndarray
+    cavity: np.ndarray
+    tongue: np.ndarray
+    shows_teeth: bool      # the source's open lips already reveal upper teeth
+
+
+@dataclass(frozen=True)
+class MouthPose:
+    """The deformation to apply, in mouth-space units."""
+
+    openness: float        # the target (drives teeth / tongue visibility)
+    drop: float            # added inner-lip gap at the centre
+    corner: float          # outward shift of each mouth corner (negative = inward)
+    pucker: float          # lip thickening
+    cavity_width: float    # fraction of the inner-lip width that opens
+    exponent: float        # opening profile: small = boxy (spread), 0.5 = elliptic (round)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.drop < 1e-4 and abs(self.corner) < 1e-4 and self.pucker < 1e-4
+
+
+@dataclass(frozen=True)
+class PhotoMouthPlan:
+    """Per-landmark-set precomputation: the mouth frame, lip curves and warp grid."""
+
+    frame: MouthFrame
+    curves: LipCurves
+    box: tuple[int, int, int, int]           # x0, y0, x1, y1 in image px
+    grid_uv: tuple[np.ndarray, np.ndarray]   # coarse grid in mouth space
+
+    @property
+    def size(self) -> tuple[int, int]:
+        x0, y0, x1, y1 = self.box
+        return y1 - y0, x1 - x0
+
+    def uv_in(self, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mouth-space coordinates of the pixels of a sub-box given relative to the ROI."""
+        xs = np.arange(self.box[0] + x0, self.box[0] + x1, dtype=np.float32)
+        ys = np.arange(self.box[1] + y0, self.box[1] + y1, dtype=np.float32)
+        return _to_uv(self.frame, *np.meshgrid(xs, ys))
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def plan_for(landmarks: np.ndarray, image_hw: tuple[int, int]) -> PhotoMouthPlan:
+    frame = mouth_frame(landmarks)
+    curves = lip_curves(landmarks, frame)
+    top = curves.subnasale - 0.05
+    bottom = max(curves.chin, float(curves.jaw[1].max())) + NECK_MARGIN + 0.05
+    corners = np.array([[-ROI_HALF_WIDTH, top], [ROI_HALF_WIDTH, top],
+                        [-ROI_HALF_WIDTH, bottom], [ROI_HALF_WIDTH, bottom]], np.float32)
+    box = roi_box(frame, corners, image_hw)
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    step = max(h, w) / GRID_CELLS
+    gh, gw = max(2, int(round(h / step))), max(2, int(round(w / step)))
+    # Sample where cv2.resize will put the coarse pixel centres, so upsampling is exact.
+    gx = x0 + (np.arange(gw) + 0.5) * (w / gw) - 0.5
+    gy = y0 + (np.arange(gh) + 0.5) * (h / gh) - 0.5
+    grid = _to_uv(frame, *np.meshgrid(gx.astype(np.float32), gy.astype(np.float32)))
+    return PhotoMouthPlan(frame, curves, box, grid)
+
+
+def _to_uv(frame: MouthFrame, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dx, dy = x - frame.origin[0], y - frame.origin[1]
+    u = (dx * frame.axis_u[0] + dy * frame.axis_u[1]) / frame.s
+    v = (dx * frame.axis_v[0] + dy * frame.axis_v[1]) / frame.s
+    return u.astype(np.float32), v.astype(np.float32)
+
+
+def pose_for(shape: MouthShape, curves: LipCurves) -> MouthPose:
+    """Map a MouthShape onto this face's deformation.
+
+    Openness 0..1 maps the face's own gap onto the full FULL_GAP range, so a photo
+    that already smiles with parted lips still moves over the whole range.  Width and
+    rounding are taken relative to the photo (its expression is the neutral) and are
+    gated by openness: closed lips are always exactly the photo, which keeps silence
+    perfectly still even when the model's width/rounding estimates wander.
+    """
+    o = float(np.clip(shape.openness, 0.0, 1.0))
+    w = float(np.clip(shape.width, -1.0, 1.0))
+    r = float(np.clip(shape.rounding, 0.0, 1.0))
+    gate = float(_smoothstep(np.float32(o / SHAPE_GATE)))
+    drop = o * max(FULL_GAP - curves.gap, MIN_ADDED_GAP)
+    return MouthPose(
+        openness=o,
+        drop=drop,
+        corner=gate * (CORNER_SPREAD * w - CORNER_PUCKER * r),
+        pucker=gate * LIP_PUCKER * r,
+        cavity_width=1.0 - 0.4 * r,
+        exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The displacement field (backward: output point p samples the source at p - d)
+
+
+def _horizontal(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose) -> np.ndarray:
+    """Spread or pucker: corners move by pose.corner, fading out beyond them and off the lips."""
+    if abs(pose.corner) < 1e-6:
+        return np.zeros_like(u)
+    mid = 0.5 * (c.corners[0] + c.corners[1])
+    out_corner = c.half_width + pose.corner
+    a = np.abs(u - mid)
+    inside = pose.corner * a / out_corner
+    outside = pose.corner * (1.0 - _smoothstep((a - out_corner) / STRETCH_REACH))
+    d = np.where(a <= out_corner, inside, outside)
+    band_top = float(c.upper_outer[1].min()) - 0.04
+    band_bottom = float(c.lower_outer[1].max()) + pose.drop + 0.04
+    dist = np.maximum(np.maximum(band_top - v, v - band_bottom), 0.0)
+    return (np.sign(u - mid) * d * (1.0 - _smoothstep(dist / 0.2))).astype(np.float32)
+
+
+def _lens(u: np.ndarray, c: LipCurves, pose: MouthPose) -> np.ndarray:
+    """Opening profile along the mouth: 1 at the centre, 0 at the (inner) corners."""
+    mid = 0.5 * (c.inner_corners[0] + c.inner_corners[1])
+    half = 0.5 * (c.inner_corners[1] - c.inner_corners[0]) * pose.cavity_width
+    t = np.clip(1.0 - ((u - mid) / max(half, 1e-3)) ** 2, 0.0, 1.0)
+    return (t ** pose.exponent).astype(np.float32)
+
+
+def _outer_lens(u: np.ndarray, c: LipCurves) -> np.ndarray:
+    mid = 0.5 * (c.corners[0] + c.corners[1])
+    t = np.clip(1.0 - ((u - mid) / max(c.half_width, 1e-3)) ** 2, 0.0, 1.0)
+    return (t ** 0.3).astype(np.float32)
+
+
+def _vertical(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose) -> np.ndarray:
+    """Jaw drop + upper-lip rise + pucker as a per-column monotone knot map."""
+    lens, lens_o = _lens(u, c, pose), _outer_lens(u, c)
+    up, down = UPPER_SHARE * pose.drop, (1.0 - UPPER_SHARE) * pose.drop
+    mid = 0.5 * (c.corners[0] + c.corners[1])
+    jaw_w = 1.0 - _smoothstep((np.abs(u - mid) - 0.3) / 0.45)
+    split = at(c.lower_inner, u)
+    s1 = np.minimum(at(c.upper_outer, u), split)
+    s0 = np.minimum(np.full_like(u, c.subnasale), s1 - 0.02)
+    s4 = np.maximum(at(c.lower_outer, u), split)
+    s5 = np.maximum(at(c.jaw, u), s4 + 0.05)
+    s6 = s5 + NECK_MARGIN
+    d2 = -up * lens
+    d3 = down * lens
+    d1 = -(up + pose.pucker) * lens_o
+    # Keep every segment monotone: a displacement that grows by more than twice the
+    # segment's own length would fold the image under smoothstep interpolation.
+    d1 = np.maximum(d1, d2 - 1.6 * (split - s1))
+    d4 = np.minimum((down + pose.pucker) * lens_o, d3 + 1.6 * (s4 - split))
+    d5 = np.minimum(down * jaw_w, d4 + 1.6 * (s5 - s4))
+    zero = np.zeros_like(u)
+    src = np.stack([s0, s1, split, split, s4, s5, s6])
+    disp = np.stack([zero, d1, d2, d3, d4, d5, zero])
+    out = src + disp
+    return _knot_interp(v, out, disp)
+
+
+def _knot_interp(v: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-point interpolation through 7 knots; smoothstep per segment, linear in the gap."""
+    k = np.clip((v[None] >= knots).sum(axis=0) - 1, 0, len(knots) - 2)
+    lo = np.take_along_axis(knots, k[None], 0)[0]
+    hi = np.take_along_axis(knots, k[None] + 1, 0)[0]
+    a = np.take_along_axis(values, k[None], 0)[0]
+    b = np.take_along_axis(values, k[None] + 1, 0)[0]
+    t = np.clip((v - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
+    t = np.where(k == 2, t, _smoothstep(t))  # segment 2 is the cavity: keep it linear
+    d = a + (b - a) * t
+    inside = (v >= knots[0]) & (v <= knots[-1])
+    return np.where(inside, d, 0.0).astype(np.float32)
+
+
+def displacement(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose) -> tuple[np.ndarray, np.ndarray]:
+    """Backward displacement (du, dv) at output points; the source is (u - du, v - dv)."""
+    du = _horizontal(u, v, c, pose)
+    dv = _vertical(u - du, v, c, pose)
+    return du, dv
+
+
+# ---------------------------------------------------------------------------------------
+# Colours
+
+
+def palette_from(image: np.ndarray, landmarks: np.ndarray) -> MouthPalette:
+    """Lip, skin and (if visible) teeth colours measured on the face; the rest derived."""
+    plan = plan_for(landmarks, image.shape[:2])
+    c = plan.curves
+    x0, y0, x1, y1 = plan.box
+    u, v = plan.uv_in(0, 0, x1 - x0, y1 - y0)
+    roi = image[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
+    u, v = u.ravel(), v.ravel()
+    upper_in, lower_in = at(c.upper_inner, u), at(c.lower_inner, u)
+    between = (u > c.inner_corners[0]) & (u < c.inner_corners[1])
+    lips = (((v > at(c.upper_outer, u)) & (v < upper_in)) | ((v > lower_in) & (v < at(c.lower_outer, u))))
+    lips &= (u > c.corners[0]) & (u < c.corners[1])
+    skin = (np.abs(u) < 0.18) & (v > at(c.lower_outer, u) + 0.06) & (v < at(c.jaw, u) - 0.06)
+    lip = _median(roi[lips], fallback=np.array([110, 120, 170], np.float32))
+    skin_c = _median(roi[skin], fallback=lip * 1.1)
+    inner = roi[between & (v > upper_in + 0.01) & (v < lower_in - 0.01)]
+    teeth, shows = _teeth(inner, skin_c, c.gap)
+    lab = _lab(lip)
+    cavity = _bgr(np.array([max(10.0, 0.11 * lab[0]), 128 + 0.5 * (lab[1] - 128), 128 + 0.3 * (lab[2] - 128)]))
+    tongue = _bgr(np.array([0.5 * lab[0], 128 + 1.0 * (lab[1] - 128) + 8, 128 + 0.6 * (lab[2] - 128)]))
+    return MouthPalette(lip, skin_c, teeth, cavity, tongue, shows)
+
+
+def _teeth(inner: np.ndarray, skin: np.ndarray, gap: float) -> tuple[np.ndarray, bool]:
+    skin_l = _lab(skin)[0]
+    if gap > 0.05 and len(inner) >= 8:
+        lum = inner.mean(axis=1)
+        bright = inner[lum >= np.percentile(lum, 70)]
+        teeth = bright.mean(axis=0)
+        if _lab(teeth)[0] > 0.85 * skin_l:
+            return teeth.astype(np.float32), True
+    # Natural teeth: a little brighter than the skin, low saturation, slightly yellow.
+    return _bgr(np.array([min(232.0, 0.35 * 255 + 0.7 * skin_l), 129.0, 138.0])), False
+
+
+def _median(px: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    return np.median(px, axis=0).astype(np.float32) if len(px) >= 8 else fallback.astype(np.float32)
+
+
+def _lab(bgr: np.ndarray) -> np.ndarray:
+    px = np.clip(bgr, 0, 255).astype(np.uint8).reshape(1, 1, 3)
+    return cv2.cvtColor(px, cv2.COLOR_BGR2LAB).reshape(3).astype(np.float32)
+
+
+def _bgr(lab: np.ndarray) -> np.ndarray:
+    px = np.clip(lab, 0, 255).astype(np.uint8).reshape(1, 1, 3)
+    return cv2.cvtColor(px, cv2.COLOR_LAB2BGR).reshape(3).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+
+def synthesize(image: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose,
+               palette: MouthPalette) -> np.ndarray | None:
+    """The mouth ROI (plan.box) of ``image`` deformed to ``pose``; None if nothing changes."""
+    if pose.is_identity:
+        return None
+    roi = _warp(image, plan, pose)
+    _paint_cavity(roi, plan, pose, palette)
+    return roi
+
+
+def _warp(image: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose) -> np.ndarray:
+    h, w = plan.size
+    du, dv = displacement(*plan.grid_uv, plan.curves, pose)
+    dx, dy = plan.frame.image_vectors(du, dv)
+    dx = cv2.resize(dx.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    dy = cv2.resize(dy.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    x0, y0 = plan.box[:2]
+    dx = np.arange(x0, x0 + w, dtype=np.float32)[None, :] - dx
+    dy = np.arange(y0, y0 + h, dtype=np.float32)[:, None] - dy
+    return cv2.remap(image, dx, dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def cavity_outline(plan: PhotoMouthPlan, pose: MouthPose, n: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower edge of the opened gap, (n, 2) each in mouth space (output)."""
+    c = plan.curves
+    mid = 0.5 * (c.inner_corners[0] + c.inner_corners[1])
+    half = 0.5 * (c.inner_corners[1] - c.inner_corners[0]) * pose.cavity_width
+    u_src = (mid - half * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
+    lens = _lens(u_src, c, pose)
+    split = at(c.lower_inner, u_src)
+    top = split - UPPER_SHARE * pose.drop * lens
+    bottom = split + (1.0 - UPPER_SHARE) * pose.drop * lens
+    edges = []
+    for v in (top, bottom):
+        u = u_src.copy()
+        for _ in range(4):  # invert the horizontal stretch by fixed-point iteration
+            u = u_src + _horizontal(u, v, c, pose)
+        edges.append(np.stack([u, v], axis=1))
+    return edges[0], edges[1]
+
+
+def _paint_cavity(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose, pal: MouthPalette) -> None:
+    top, bottom = cavity_outline(plan, pose)
+    x0, y0 = plan.box[0], plan.box[1]
+    poly = np.concatenate([top, bottom[::-1]])
+    poly_px = plan.frame.to_image(poly) - np.array([x0, y0], np.float32)
+    bx0, by0 = np.floor(poly_px.min(0)).astype(int) - 2
+    bx1, by1 = np.ceil(poly_px.max(0)).astype(int) + 3
+    h, w = roi.shape[:2]
+    bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
+    if bx1 - bx0 < 2 or by1 - by0 < 2:
+        return
+    mask = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
+    pts = np.round((poly_px - [bx0, by0]) * 16).astype(np.int32)
+    cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=4)
+    if not mask.any():
+        return
+    u, v = plan.uv_in(bx0, by0, bx1, by1)
+    paint = _inner_mouth(u, v, top, bottom, plan, pose, pal)
+    alpha = mask.astype(np.float32)[..., None] / 255.0
+    region = roi[by0:by1, bx0:bx1]
+    region[:] = np.clip(region * (1.0 - alpha) + paint * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+def _inner_mouth(u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarray,
+                 plan: PhotoMouthPlan, pose: MouthPose, pal: MouthPalette) -> np.ndarray:
+    """Inner-mouth colours for the pixels (u, v) given the gap's edges."""
+    y_top = np.interp(u, top[:, 0], top[:, 1])
+    y_bot = np.interp(u, bottom[:, 0], bottom[:, 1])
+    left, right = float(top[0, 0]), float(top[-1, 0])
+    a = np.clip((u - 0.5 * (left + right)) / max(0.5 * (right - left), 1e-3), -1.0, 1.0)
+    depth = max(float((bottom[:, 1] - top[:, 1]).max()), 1e-3)
+    from_top = v - y_top
+    from_bot = y_bot - v
+    # The cavity is lit only through the lips: darkest under the upper teeth and
+    # towards the cheeks, a little light reaching the floor of the mouth.
+    light = 0.75 + 0.45 * _smoothstep(from_top / (0.8 * depth))
+    light = light * (1.0 - 0.5 * _smoothstep((np.abs(a) - 0.35) / 0.65))
+    out = pal.cavity * light[..., None]
+    o = pose.openness
+    # Tongue: a soft dome on the floor of the mouth, visible once the jaw is well open.
+    dome = (0.5 * depth) * np.sqrt(np.clip(1.0 - (a / 0.8) ** 2, 0.0, 1.0))
+    tongue_a = _smoothstep((dome - from_bot) / (0.25 * depth + 1e-3) + 0.5)
+    tongue_a = tongue_a * 0.9 * _smoothstep((o - 0.25) / 0.35)
+    tongue = pal.tongue * (0.6 + 0.5 * _smoothstep(1.0 - from_bot / (dome + 1e-3)))[..., None]
+    out = out + (tongue - out) * tongue_a[..., None]
+    lower_h = 0.022 * _smoothstep((o - 0.55) / 0.3)
+    if lower_h > 1e-3:  # the tips of the lower incisors, mostly hidden by the lower lip
+        band = _smoothstep((lower_h * (1 - 0.8 * a * a) - from_bot) / 0.012 + 0.5)
+        band = band * 0.5 * (1.0 - _smoothstep((np.abs(a) - 0.25) / 0.25))
+        out = out + (pal.teeth * 0.55 - out) * band[..., None]
+    if not pal.shows_teeth:
+        out = _upper_teeth(out, a, from_top, depth, pose, pal)
+    # Lips cast a thin shadow on whatever lies right behind their inner edge.
+    rim = 1.0 - 0.35 * np.exp(-(np.minimum(from_top, from_bot) / 0.012) ** 2)
+    return (out * rim[..., None]).astype(np.float32)
+
+
+def _upper_teeth(out: np.ndarray, a: np.ndarray, from_top: np.ndarray, depth: float,
+                 pose: MouthPose, pal: MouthPalette) -> np.ndarray:
+    """A band of upper incisors hanging from the upper lip, receding into shade at the sides."""
+    height = min(0.085, 0.55 * depth) * (1.0 - 0.45 * a * a)
+    edge = _smoothstep((height - from_top) / 0.01 + 0.5)
+    edge = edge * (1.0 - _smoothstep((np.abs(a) - 0.72) / 0.25))
+    # Incisor boundaries: faint darker lines at the centre and between the front teeth.
+    seams = np.zeros_like(a)
+    for x in (0.0, -0.2, 0.2, -0.38, 0.38):
+        seams = np.maximum(seams, np.exp(-((a - x) / 0.025) ** 2))
+    shade = (0.68 + 0.32 * np.cos(np.clip(a, -1, 1) * 1.2)) * (1.0 - 0.12 * seams)
+    shade = shade * (0.7 + 0.3 * _smoothstep(from_top / (0.3 * height + 1e-3)))  # lip shadow
+    teeth = pal.teeth * shade[..., None]
+    return out + (teeth - out) * edge[..., None]
+
+
+def plan_and_palette(image: np.ndarray, landmarks: np.ndarray) -> tuple[PhotoMouthPlan, MouthPalette]:
+    return plan_for(landmarks, image.shape[:2]), palette_from(image, landmarks)

@@ -1,0 +1,423 @@
+"""Train the audio-to-mouth network on the aligned TTS corpus.
+
+    nice -n 10 python -m models.train_mouth --corpus data/corpus --out checkpoints/mouth_net.pt \\
+        --minutes-budget 40 --seed 0
+
+1. Utterances: ``models.corpus`` shards.  Whole voices are held out for validation
+   (the network must generalise to voices it never heard — the user's).
+2. Each training utterance yields ``--variants`` versions: the clean one and
+   ``models.augment.augment`` variants (noise, reverb, codecs, speed; a speed
+   change scales the phone times with it).
+3. Each version → ``log_mel`` → one window per 12.5 ms (at a random sub-hop offset)
+   exactly as ``live.feature_window.window_for`` cuts it at run time, with targets
+   from ``models.visemes.frame_targets``.
+4. AdamW with a one-cycle schedule; loss = label-smoothed cross-entropy on visemes
+   + Huber on the shape, closure frames weighted up so the lips really meet.
+   The number of steps is derived from the time budget by timing the first
+   steps (recorded in the metadata; ``--steps N`` replays a run exactly).
+5. The best validation checkpoint is saved with ``checkpoints/mouth_net.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from live.feature_window import WINDOW_FRAMES, last_frame_for
+from live.mel_stream import HOP, MAX_ABS_VALUE, N_MELS, SAMPLE_RATE, log_mel
+from models.mouth_model import (
+    OPEN_MARGIN,
+    MouthNet,
+    MouthNetConfig,
+    clamp_shape,
+    feature_hash,
+    n_params,
+    save_checkpoint,
+)
+from models.mouth_shape import N_VISEMES
+from models.phonemes import AlignedUtterance, PhoneSpan
+from models.visemes import COARSE_OF_VISEME, PP, SIL, UNKNOWN_PHONES, frame_targets
+
+FRAME_STEP_S = HOP / SAMPLE_RATE          # one window per mel hop (12.5 ms)
+CLOSED_TARGET = -0.5 * OPEN_MARGIN       # raw-openness target for "lips together"
+CLOSURE_WEIGHT = 3.0                      # /p b m/ closures are rare but must not be missed
+PAD = WINDOW_FRAMES                       # silence columns around each utterance
+
+
+class TrainError(RuntimeError):
+    """The corpus is missing or unusable for training."""
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class FrameSet:
+    """All training windows of a set of utterances, stored once as mel columns.
+
+    ``ends[i]`` is the column of the newest mel frame of window i; the window is
+    ``mels[:, ends[i]-23 : ends[i]+1]``.  Utterances are separated by PAD silence
+    columns so windows at their edges read silence, as they do live.
+    """
+
+    mels: np.ndarray            # (80, n_columns) float16
+    ends: np.ndarray            # (n,) int64
+    visemes: np.ndarray         # (n,) int64
+    shapes: np.ndarray          # (n, 3) float32
+    weights: np.ndarray         # (n,) float32
+    sources: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def windows(self, idx: np.ndarray) -> np.ndarray:
+        cols = self.ends[idx][:, None] + np.arange(-WINDOW_FRAMES + 1, 1)[None, :]
+        return np.ascontiguousarray(self.mels[:, cols].transpose(1, 0, 2), dtype=np.float32)
+
+
+@dataclass
+class UtteranceFrames:
+    mel: np.ndarray             # (80, n_frames)
+    last: np.ndarray            # (n,) newest mel frame per window (may be <0 or ≥ n_frames)
+    visemes: np.ndarray
+    shapes: np.ndarray
+    source: str
+
+
+def scale_phones(phones: list[PhoneSpan], factor: float) -> list[PhoneSpan]:
+    return [PhoneSpan(p.start * factor, p.end * factor, p.phone, p.alphabet) for p in phones]
+
+
+def utterance_frames(utt: AlignedUtterance, rng: np.random.Generator, augment: bool) -> UtteranceFrames:
+    audio, phones = utt.audio, list(utt.phones)
+    if augment:
+        from models.augment import augment as augment_audio
+
+        audio, time_scale = augment_audio(audio, rng)
+        phones = scale_phones(phones, float(time_scale))
+    audio = np.asarray(audio, dtype=np.float32)
+    duration = len(audio) / SAMPLE_RATE
+    offset = rng.uniform(0.0, FRAME_STEP_S)
+    times = np.arange(offset, duration, FRAME_STEP_S)
+    last = np.array([last_frame_for(t) for t in times], dtype=np.int64)
+    visemes, shapes = frame_targets(phones, times)
+    return UtteranceFrames(log_mel(audio), last, visemes, shapes, utt.source)
+
+
+def augmentation_available() -> bool:
+    try:
+        from models.augment import augment  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _frames_job(args: tuple[AlignedUtterance, int, int, int]) -> UtteranceFrames:
+    utt, seed, utt_index, variant = args
+    rng = np.random.default_rng([seed, utt_index, variant])
+    return utterance_frames(utt, rng, augment=variant > 0)
+
+
+def build_frameset(
+    utts: list[AlignedUtterance], variants: int, seed: int, workers: int, desc: str
+) -> FrameSet:
+    jobs = [(u, seed, i, r) for i, u in enumerate(utts) for r in range(variants)]
+    parts: list[UtteranceFrames] = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for part in tqdm(pool.map(_frames_job, jobs, chunksize=4), total=len(jobs), desc=desc, unit="utt"):
+                parts.append(part)
+    else:
+        parts = [_frames_job(j) for j in tqdm(jobs, desc=desc, unit="utt")]
+    return concat_frames(parts)
+
+
+def concat_frames(parts: list[UtteranceFrames]) -> FrameSet:
+    mels, ends, vis, shp, srcs = [], [], [], [], []
+    col = 0
+    silence = np.full((N_MELS, PAD), -MAX_ABS_VALUE, dtype=np.float16)
+    for p in parts:
+        n = p.mel.shape[1]
+        # look-ahead past the end of the audio reads silence, as it does live
+        keep = (p.last >= -PAD + WINDOW_FRAMES - 1) & (p.last < n + PAD)
+        mels += [silence, p.mel.astype(np.float16), silence]
+        ends.append(col + PAD + p.last[keep])
+        vis.append(p.visemes[keep])
+        shp.append(p.shapes[keep])
+        srcs += [p.source] * int(keep.sum())
+        col += n + 2 * PAD
+    visemes = np.concatenate(vis) if vis else np.zeros(0, np.int64)
+    shapes = np.concatenate(shp) if shp else np.zeros((0, 3), np.float32)
+    weights = np.where((visemes == PP) & (shapes[:, 0] == 0.0), CLOSURE_WEIGHT, 1.0).astype(np.float32)
+    return FrameSet(
+        mels=np.concatenate(mels, axis=1) if mels else np.zeros((N_MELS, 0), np.float16),
+        ends=np.concatenate(ends) if ends else np.zeros(0, np.int64),
+        visemes=visemes, shapes=shapes, weights=weights, sources=srcs,
+    )
+
+
+# --------------------------------------------------------------------------- corpus
+def read_corpus(path: Path) -> tuple[list[AlignedUtterance], dict]:
+    """Utterances and manifest of a corpus directory (or a pickled list, for development)."""
+    path = Path(path)
+    if path.suffix == ".pkl" and path.is_file():
+        import pickle
+
+        with path.open("rb") as f:
+            return pickle.load(f), {"dev_pickle": str(path)}
+    raise TrainError(f"no corpus at {path}")
+
+
+def split_by_voice(
+    utts: list[AlignedUtterance], val_fraction: float, seed: int
+) -> tuple[list[AlignedUtterance], list[AlignedUtterance], list[str]]:
+    """Hold out whole voices: per engine, every k-th voice (engines with a single
+    voice keep it for training; their corpus held-out utterances still validate)."""
+    by_engine: dict[str, list[str]] = {}
+    for u in utts:
+        engine = u.source.split("/")[0]
+        if u.source not in by_engine.setdefault(engine, []):
+            by_engine[engine].append(u.source)
+    rng = np.random.default_rng(seed)
+    held: set[str] = set()
+    for engine, voices in sorted(by_engine.items()):
+        if len(voices) < 2:
+            continue
+        k = max(1, int(round(val_fraction * len(voices))))
+        for i in rng.choice(len(voices), size=k, replace=False):
+            held.add(sorted(voices)[i])
+    train = [u for u in utts if u.source not in held and not u.meta.get("heldout")]
+    val = [u for u in utts if u.source in held or u.meta.get("heldout")]
+    return train, val, sorted(held)
+
+
+# --------------------------------------------------------------------------- loss
+def targets_to_raw(shapes: torch.Tensor) -> torch.Tensor:
+    """Closed-mouth targets move below 0 so that a confident network renders
+    exactly 0 after clamping, instead of hovering a hair above it."""
+    raw = shapes.clone()
+    raw[:, 0] = torch.where(shapes[:, 0] <= 0.0, torch.full_like(shapes[:, 0], CLOSED_TARGET), shapes[:, 0])
+    return raw
+
+
+def loss_fn(
+    logits: torch.Tensor, raw: torch.Tensor, visemes: torch.Tensor, shapes: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    ce = F.cross_entropy(logits, visemes, label_smoothing=0.1, reduction="none")
+    err = F.huber_loss(raw, targets_to_raw(shapes), delta=0.1, reduction="none")
+    shape_loss = 4.0 * err[:, 0] + err[:, 1] + err[:, 2]
+    total = (weights * (ce + 4.0 * shape_loss)).sum() / weights.sum()
+    return total, {"ce": float(ce.mean()), "shape": float(shape_loss.mean())}
+
+
+# --------------------------------------------------------------------------- eval
+@torch.inference_mode()
+def evaluate(net: MouthNet, data: FrameSet, batch: int = 2048) -> dict[str, float]:
+    net.eval()
+    preds, shapes, losses = [], [], []
+    for lo in range(0, len(data), batch):
+        idx = np.arange(lo, min(lo + batch, len(data)))
+        x = torch.from_numpy(data.windows(idx))
+        logits, raw = net(x)
+        v = torch.from_numpy(data.visemes[idx])
+        s = torch.from_numpy(data.shapes[idx])
+        w = torch.from_numpy(data.weights[idx])
+        loss, _ = loss_fn(logits, raw, v, s, w)
+        losses.append(float(loss) * len(idx))
+        preds.append(logits.argmax(1).numpy())
+        shapes.append(clamp_shape(raw).numpy())
+    pred = np.concatenate(preds)
+    shape = np.concatenate(shapes)
+    return frame_metrics(pred, shape, data.visemes, data.shapes) | {"loss": sum(losses) / max(len(data), 1)}
+
+
+def frame_metrics(pred: np.ndarray, shape: np.ndarray, visemes: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    closure = (visemes == PP) & (target[:, 0] == 0.0)
+    silence = (visemes == SIL) & (target[:, 0] == 0.0)
+    return {
+        "viseme_acc": float((pred == visemes).mean()),
+        "coarse_acc": float((COARSE_OF_VISEME[pred] == COARSE_OF_VISEME[visemes]).mean()),
+        "openness_mae": float(np.abs(shape[:, 0] - target[:, 0]).mean()),
+        "width_mae": float(np.abs(shape[:, 1] - target[:, 1]).mean()),
+        "closure_frames_closed": float((shape[closure, 0] < 0.1).mean()) if closure.any() else float("nan"),
+        "silence_frames_closed": float((shape[silence, 0] < 0.1).mean()) if silence.any() else float("nan"),
+        "openness_corr": float(np.corrcoef(shape[:, 0], target[:, 0])[0, 1]) if len(shape) > 1 else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class TrainConfig:
+    corpus: Path
+    out: Path
+    minutes_budget: float = 40.0
+    seed: int = 0
+    variants: int = 3
+    batch: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.02
+    val_fraction: float = 0.2
+    steps: int | None = None
+    workers: int = 2
+    threads: int = 2
+    max_utterances: int | None = None
+    evals: int = 12
+
+
+def steps_for_budget(net: MouthNet, train: FrameSet, cfg: TrainConfig, seconds: float) -> int:
+    """Time a few optimiser steps and size the run to the remaining budget."""
+    probe = MouthNet(net.config)
+    opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed + 1)
+    n = 20
+    t0 = time.perf_counter()
+    for _ in range(n):
+        _train_step(probe, opt, train, rng.integers(0, len(train), cfg.batch))
+    per_step = (time.perf_counter() - t0) / n
+    # evaluation passes and checkpointing take roughly another 10 % of the time
+    return max(200, int(seconds / (per_step * 1.1)))
+
+
+def _train_step(net: MouthNet, opt: torch.optim.Optimizer, data: FrameSet, idx: np.ndarray) -> dict[str, float]:
+    net.train()
+    x = torch.from_numpy(data.windows(idx))
+    logits, raw = net(x)
+    loss, parts = loss_fn(
+        logits, raw, torch.from_numpy(data.visemes[idx]), torch.from_numpy(data.shapes[idx]),
+        torch.from_numpy(data.weights[idx]),
+    )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    return {"loss": float(loss), **parts}
+
+
+def train(cfg: TrainConfig) -> dict:
+    started = time.time()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    utts, manifest = read_corpus(cfg.corpus)
+    if cfg.max_utterances:
+        rng = np.random.default_rng(cfg.seed)
+        utts = [utts[i] for i in sorted(rng.permutation(len(utts))[: cfg.max_utterances])]
+    train_utts, val_utts, held = split_by_voice(utts, cfg.val_fraction, cfg.seed)
+    if not train_utts or not val_utts:
+        raise TrainError(f"need training and validation utterances; got {len(train_utts)} and {len(val_utts)}")
+    print(f"{len(train_utts)} training and {len(val_utts)} validation utterances; held-out voices: {held}")
+
+    variants, val_variants = cfg.variants, min(cfg.variants, 2)
+    if variants > 1 and not augmentation_available():
+        print("warning: models.augment is not available; training on clean audio only", file=sys.stderr)
+        variants = val_variants = 1
+    train_set = build_frameset(train_utts, variants, cfg.seed, cfg.workers, "train windows")
+    val_set = build_frameset(val_utts, val_variants, cfg.seed + 7, cfg.workers, "val windows")
+    print(f"{len(train_set):,} training windows, {len(val_set):,} validation windows")
+
+    net = MouthNet(MouthNetConfig())
+    spent = time.time() - started
+    steps = cfg.steps or steps_for_budget(net, train_set, cfg, cfg.minutes_budget * 60 - spent)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    rng = np.random.default_rng(cfg.seed)
+    eval_every = max(1, steps // cfg.evals)
+    best: dict = {"loss": math.inf}
+    best_state = None
+    history = []
+    bar = tqdm(range(1, steps + 1), desc="train", unit="step")
+    for step in bar:
+        parts = _train_step(net, opt, train_set, rng.integers(0, len(train_set), cfg.batch))
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        if step % eval_every == 0 or step == steps:
+            metrics = evaluate(net, val_set)
+            history.append({"step": step, **{k: round(v, 4) for k, v in metrics.items()}})
+            tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+            if metrics["loss"] < best["loss"]:
+                best = {"step": step, **metrics}
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    net.eval()
+    wall = time.time() - started
+    meta = {
+        "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": " ".join(["python -m models.train_mouth", *sys.argv[1:]]),
+        "seed": cfg.seed,
+        "steps": steps,
+        "batch": cfg.batch,
+        "epochs": round(steps * cfg.batch / len(train_set), 2),
+        "variants_per_utterance": variants,
+        "wall_minutes": round(wall / 60, 1),
+        "machine": f"{os.cpu_count()} cpu, {platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "params": n_params(net),
+        "feature_hash": feature_hash(),
+        "corpus": manifest_summary(manifest, train_utts, val_utts),
+        "held_out_voices": held,
+        "train_windows": len(train_set),
+        "val_windows": len(val_set),
+        "best_val": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items()},
+        "history": history,
+        "unknown_phones": {f"{a}:{p}": c for (a, p), c in UNKNOWN_PHONES.most_common(30) if c > 0},
+    }
+    save_checkpoint(net, cfg.out, meta)
+    cfg.out.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    print(f"saved {cfg.out} ({cfg.out.stat().st_size / 1e6:.2f} MB) after {wall / 60:.1f} min; best val {best}")
+    return meta
+
+
+def manifest_summary(manifest: dict, train_utts: list[AlignedUtterance], val_utts: list[AlignedUtterance]) -> dict:
+    def minutes(us: list[AlignedUtterance]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for u in us:
+            out[u.source] = out.get(u.source, 0.0) + u.duration / 60
+        return {k: round(v, 2) for k, v in sorted(out.items())}
+
+    return {
+        "manifest_keys": sorted(manifest)[:20],
+        "train_utterances": len(train_utts),
+        "val_utterances": len(val_utts),
+        "train_minutes_by_voice": minutes(train_utts),
+        "val_minutes_by_voice": minutes(val_utts),
+        "languages": sorted({u.language for u in train_utts + val_utts}),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", type=Path, default=Path("data/corpus"))
+    ap.add_argument("--out", type=Path, default=Path("checkpoints/mouth_net.pt"))
+    ap.add_argument("--minutes-budget", type=float, default=40.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", type=int, default=3, help="versions per utterance: 1 clean + N-1 augmented")
+    ap.add_argument("--steps", type=int, default=None, help="fixed number of steps (overrides the budget)")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-utterances", type=int, default=None)
+    a = ap.parse_args(argv)
+    cfg = TrainConfig(
+        corpus=a.corpus, out=a.out, minutes_budget=a.minutes_budget, seed=a.seed, variants=a.variants,
+        steps=a.steps, batch=a.batch, lr=a.lr, workers=a.workers, max_utterances=a.max_utterances,
+    )
+    try:
+        train(cfg)
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""lipstream command line.
+
+    python run_live.py                      serve the live page + API on 127.0.0.1:8080
+    python run_live.py render --audio A.wav [--avatar FILE_OR_ID] --out OUT.mp4
+    python run_live.py batch --audio A.wav V1.mp4 V2.mp4 ... --out DIR [--zip]
+    python run_live.py avatar add FILE [--name NAME]   |   python run_live.py avatar list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from live.app import serve
+    from live.config import ServerConfig
+
+    serve(ServerConfig(host=args.host, port=args.port, data_dir=args.data_dir, max_sessions=args.max_sessions))
+    return 0
+
+
+def _avatar_cache(data_dir: Path) -> Path:
+    return data_dir / "avatars"
+
+
+def _resolve_avatar(ref: str | None, data_dir: Path):
+    """An avatar from a file path (prepared on first use), a cached id, or the default."""
+    from tqdm import tqdm
+
+    from models.avatar import default_avatar, load_avatar, prepare_avatar
+
+    cache = _avatar_cache(data_dir)
+    if ref is None or ref == "default":
+        return default_avatar(cache)
+    path = Path(ref)
+    if path.exists():
+        with tqdm(total=100, desc=f"preparing {path.name}", unit="%") as bar:
+            def progress(fraction: float) -> None:
+                bar.update(int(fraction * 100) - bar.n)
+            info = prepare_avatar(path, cache, progress=progress)
+        for warning in info.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        return load_avatar(info.avatar_id, cache)
+    return load_avatar(ref, cache)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from live.audio_io import load_audio
+    from live.offline_render import analyze_audio, render_video
+    from models.mouth_model import MouthPredictor
+
+    audio = load_audio(args.audio)
+    avatar = _resolve_avatar(args.avatar, args.data_dir)
+    predictor = MouthPredictor.load(args.checkpoint)
+    track = analyze_audio(audio, predictor, fps=args.fps)
+    with tqdm(total=track.n_frames, desc="rendering", unit="frame") as bar:
+        stats = render_video(avatar, track, audio, args.out, progress=lambda done, _n: bar.update(done - bar.n))
+    print(f"wrote {stats.out_path}: {stats.frames} frames, {stats.audio_seconds:.1f} s of audio "
+          f"in {stats.wall_seconds:.1f} s ({stats.speed:.1f}x real time)")
+    return 0
+
+
+def _batch(argv: list[str]) -> int:
+    from studio.cli import batch_main
+
+    return batch_main(argv)
+
+
+def _avatar(args: argparse.Namespace) -> int:
+    from models.avatar import list_avatars
+
+    if args.avatar_cmd == "add":
+        avatar = _resolve_avatar(str(args.file), args.data_dir)
+        print(f"{avatar.info.avatar_id}\t{avatar.info.kind}\t{avatar.info.width}x{avatar.info.height}\t"
+              f"{avatar.info.n_frames} frames")
+    else:
+        for info in list_avatars(_avatar_cache(args.data_dir)):
+            print(f"{info.avatar_id}\t{info.name}\t{info.kind}\t{info.width}x{info.height}\t{info.n_frames} frames")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_live.py", description="lipstream: real-time lip-sync avatars")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where avatars, results and logs live")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the live server (the default)")
+    for p in (parser, serve):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8080)
+        p.add_argument("--max-sessions", type=int, default=4)
+
+    render = sub.add_parser("render", help="render an audio file onto an avatar as an MP4")
+    render.add_argument("--audio", required=True, type=Path)
+    render.add_argument("--avatar", default=None, help="a video/photo file or a prepared avatar id (default: the built-in avatar)")
+    render.add_argument("--out", required=True, type=Path)
+    render.add_argument("--fps", type=float, default=25.0)
+    render.add_argument("--checkpoint", type=Path, default=None, help="mouth model weights (default: checkpoints/mouth_net.pt)")
+
+    sub.add_parser("batch", help="render one audio onto many videos (see: run_live.py batch --help)", add_help=False)
+
+    avatar = sub.add_parser("avatar", help="prepare or list avatars")
+    avatar_sub = avatar.add_subparsers(dest="avatar_cmd", required=True)
+    add = avatar_sub.add_parser("add", help="prepare a video or photo")
+    add.add_argument("file", type=Path)
+    avatar_sub.add_parser("list", help="list prepared avatars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "batch":
+        return _batch(argv[1:])
+    args = build_parser().parse_args(argv)
+    handlers = {None: _serve, "serve": _serve, "render": _render, "avatar": _avatar}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        # Bad input (unreadable audio, no face, unknown avatar…) is a message, not a traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""``python run_live.py batch --audio FILE VIDEO... --out DIR [--zip]``
+
+The same queue, worker pool and pipeline as the web studio, run in a private
+folder (so a server using the same data directory is never disturbed) and
+sharing its avatar cache.  Exit status: 0 when every video rendered, 1 when any
+failed, 2 for bad arguments, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from studio.config import StudioConfig, StudioPaths
+from studio.jobs import BatchProgress, ItemStatus, StudioError
+from studio.zip_export import ZipEntry, iter_zip
+
+DEFAULT_ZIP_NAME = "lipstream-batch.zip"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_live.py batch",
+        description="Make every VIDEO (or photo) speak the same audio; one MP4 per video in --out.")
+    p.add_argument("videos", nargs="+", type=Path, metavar="VIDEO", help="avatar videos or photos")
+    p.add_argument("--audio", required=True, type=Path, help="the speech every video will say")
+    p.add_argument("--out", required=True, type=Path, help="folder for the results (created if needed)")
+    p.add_argument("--zip", nargs="?", const=DEFAULT_ZIP_NAME, default=None, metavar="NAME",
+                   help=f"also write all results as one ZIP in --out (default name {DEFAULT_ZIP_NAME})")
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--workers", type=int, default=0, help="render processes (default: one per core)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"),
+                   help="where the avatar cache lives (shared with the server)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="mouth model weights")
+    return p
+
+
+def batch_main(argv: list[str]) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:       # argparse already printed the message
+        return int(exc.code or 0) and 2
+    problems = _check_inputs(args)
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    try:
+        config = StudioConfig(workers=args.workers, fps=args.fps, checkpoint=args.checkpoint)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(args, config))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_inputs(args: argparse.Namespace) -> list[str]:
+    problems = []
+    for path in [args.audio, *args.videos]:
+        if not path.is_file():
+            problems.append(f"{path}: no such file")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{path}: not readable")
+    if args.out.exists() and not args.out.is_dir():
+        problems.append(f"--out {args.out} exists and is not a folder")
+    if args.zip is not None and ("/" in args.zip or args.zip in ("", ".", "..")):
+        problems.append("--zip takes a file name (it is written inside --out)")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        problems.append(f"--checkpoint {args.checkpoint}: no such file")
+    return problems
+
+
+async def _run(args: argparse.Namespace, config: StudioConfig) -> int:
+    from tqdm import tqdm
+
+    from studio.service import Studio
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=".batch-", dir=args.data_dir))
+    studio = Studio(args.data_dir, config, paths=StudioPaths(args.data_dir.resolve(), private.name))
+    try:
+        await studio.start()
+        batch = studio.create_batch(f"cli: {args.audio.name}", args.fps)
+        studio.add_local_files(batch.id, args.audio, list(args.videos))
+        studio.start_batch(batch.id)
+        n = len(args.videos)
+        print(f"{n} video(s) x {args.audio.name} on {studio.pool.size} render process(es)", file=sys.stderr)
+        reported: set[str] = set()
+        with tqdm(total=n, unit="video", desc="batch", file=sys.stderr,
+                  bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]{postfix}") as bar:
+            while True:
+                snap = studio.progress(batch.id)
+                _report_items(snap, reported, args.out, bar)
+                bar.n = round(snap.fraction * n, 2)
+                bar.set_postfix_str(", ".join(snap.to_json()["current_names"])[:40], refresh=False)
+                bar.refresh()
+                if snap.batch.status.terminal and not snap.current:
+                    break
+                await asyncio.sleep(0.3)
+        if snap.batch.error:
+            print(f"batch: {snap.batch.error}", file=sys.stderr)
+        results = studio.db.list_results(10_000, 0, batch.id)
+        written = _deliver(studio, results, args.out)
+        if args.zip and written:
+            zip_path = args.out / args.zip
+            _write_zip([ZipEntry(p.name, p) for p in written], zip_path)
+            print(f"zip: {zip_path}", file=sys.stderr)
+        shutil.copyfile(studio.paths.log, args.out / "lipstream-batch.log")
+        failed = sum(v.item.status is not ItemStatus.DONE for v in snap.items)
+        print(f"{len(written)} done, {failed} failed -> {args.out}", file=sys.stderr)
+        return 1 if failed else 0
+    finally:
+        await studio.stop()
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _report_items(snap: BatchProgress, reported: set[str], out: Path, bar) -> None:
+    for view in snap.items:
+        item = view.item
+        if item.status.terminal and item.id not in reported:
+            reported.add(item.id)
+            if item.status is ItemStatus.DONE:
+                bar.write(f"  ok      {view.video_name} -> {out / item.out_name}")
+            else:
+                bar.write(f"  {item.status.value:7s} {view.video_name}: {item.error or item.status.value}")
+
+
+def _deliver(studio, results, out: Path) -> list[Path]:
+    """Move finished results from the private folder into ``out`` (atomically per file)."""
+    written = []
+    for r in results:
+        src = studio.result_file(r)
+        dst = out / r.filename
+        tmp = dst.with_name(f".{dst.name}.part-{os.getpid()}")
+        shutil.move(str(src), tmp)    # rename when on the same disk, copy otherwise
+        os.replace(tmp, dst)
+        written.append(dst)
+    return written
+
+
+def _write_zip(entries: list[ZipEntry], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in iter_zip(entries):
+                f.write(chunk)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

