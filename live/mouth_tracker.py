@@ -57,6 +57,7 @@ class MouthTracker:
     _mel: MelStream = field(default_factory=MelStream)
     _history: _MelHistory = field(default_factory=_MelHistory)
     _vad: VoiceActivity = field(default_factory=VoiceActivity)
+    _vad_origin: int = 0      # stream sample where the current VAD started (moves on interrupt)
     _smoother: MouthSmoother = field(default_factory=MouthSmoother)
 
     def push(self, samples: np.ndarray) -> None:
@@ -87,7 +88,7 @@ class MouthTracker:
         posteriors, shapes = self.predictor.predict_arrays(windows)
         out = []
         for t, post, shape in zip(moments, posteriors, shapes):
-            speech = self._vad.is_speech_at(int(t * 16_000))
+            speech = self._vad.is_speech_at(int(t * 16_000) - self._vad_origin)
             out.append(self._smoother.step(post, shape, speech))
         self.next_frame += n
         # Keep the mel frames the next window still reaches back to.
@@ -112,6 +113,9 @@ class MouthTracker:
         previous = samples_before_cut[start - have_from - 1] if start - have_from >= 1 else 0.0
         self._mel = MelStream.starting_at(first_dirty, head, previous)
         self._history.truncate(first_dirty)
-        self._vad.truncate(cut)
+        # The voice-activity history after the cut is void; its hangover must not
+        # keep a mouth open over the silence that follows an interrupt.
+        self._vad = VoiceActivity(self._vad.config)
+        self._vad_origin = cut
         self.n_samples = cut
         self._smoother.close_now()

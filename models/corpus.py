@@ -459,18 +459,22 @@ def build(
     import multiprocessing as mp
 
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+        turn = [0]
+
         def top_up() -> None:
-            # Round-robin over configs so every voice makes progress together.
+            # Round-robin over configs (resuming where the last call stopped) so
+            # every voice and engine makes progress together.
             added = True
             while added and len(pending) < 2 * max(1, workers):
                 added = False
-                for cfg in cfgs:
+                for j in range(len(cfgs)):
                     if len(pending) >= 2 * max(1, workers):
                         break
+                    cfg = cfgs[(turn[0] + j) % len(cfgs)]
                     have = done_s[cfg.key] + inflight_s[cfg.key]
                     if have >= planned[cfg.key]:
                         continue
-                    if next_index[cfg.key] > 0 and done_n[cfg.key] == 0 and not inflight_s[cfg.key]:
+                    if next_index[cfg.key] > 0 and done_n[cfg.key] == 0 and inflight_s[cfg.key] <= 1e-6:
                         continue  # this voice produced nothing: don't loop on it
                     k = next_index[cfg.key]
                     next_index[cfg.key] += 1
@@ -479,6 +483,8 @@ def build(
                     fut = pool.submit(make_shard, ShardJob(cfg, k, seed, str(root)))
                     pending[fut] = (cfg, k, est)
                     added = True
+                    turn[0] = (turn[0] + j + 1) % len(cfgs)
+                    break  # restart the scan from the new turn
 
         top_up()
         while pending:

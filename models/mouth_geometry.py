@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 # FaceMesh (468-point) indices, each contour ordered from the left mouth corner
@@ -190,3 +191,33 @@ def roi_box(frame: MouthFrame, uv_corners: np.ndarray, image_hw: tuple[int, int]
     x1 = int(np.clip(np.ceil(px[:, 0].max()) + 1, x0 + 1, w))
     y1 = int(np.clip(np.ceil(px[:, 1].max()) + 1, y0 + 1, h))
     return x0, y0, x1, y1
+
+
+def lower_face_outline(landmarks: np.ndarray, jaw_drop: float = 0.0, margin: float = 0.06) -> np.ndarray:
+    """Convex outline (px) of the part of the face that moves with speech.
+
+    Lips, mouth corners and cheeks beside them, and the chin down to ``margin``
+    below the jaw line (``jaw_drop`` lower still, when the jaw will be opened
+    further by a warp).  The top edge stays under the nose.
+    """
+    lm = check_landmarks(landmarks)
+    frame = mouth_frame(lm)
+    uv = frame.to_mouth(lm)
+    jaw = uv[[150, 149, 176, 148, 152, 377, 400, 378, 379]]
+    centre = 0.5 * (uv[MOUTH_CORNERS[0]] + uv[MOUTH_CORNERS[1]])
+    out = jaw - centre
+    out = centre + out * (1.0 + margin / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-3))
+    corner_v = float(centre[1])
+    half = 0.5 * abs(float(uv[MOUTH_CORNERS[1], 0] - uv[MOUTH_CORNERS[0], 0]))
+    sub = float(uv[SUBNASALE, 1])
+    pts = [out, out + np.array([0.0, jaw_drop], np.float32),
+           np.array([[-half - 0.28, corner_v], [half + 0.28, corner_v],
+                     [-0.22, sub + 0.05], [0.22, sub + 0.05], [0.0, sub + 0.04]], np.float32)]
+    px = frame.to_image(np.concatenate(pts))
+    return cv2.convexHull(px.astype(np.float32)).reshape(-1, 2)
+
+
+def lip_outline(landmarks: np.ndarray) -> np.ndarray:
+    """The outer lip contour (px), closed polygon."""
+    lm = check_landmarks(landmarks)
+    return np.concatenate([lm[list(UPPER_OUTER)], lm[list(LOWER_OUTER)][::-1]]).astype(np.float32)

@@ -141,6 +141,22 @@ def pose_for(shape: MouthShape, curves: LipCurves) -> MouthPose:
     )
 
 
+def pose_towards(shape: MouthShape, curves: LipCurves) -> MouthPose:
+    """Open a *real* mouth further, to ``shape``'s openness on the absolute scale.
+
+    Used on a video frame whose own mouth is the closest the person ever made but
+    not open enough: only the missing opening is added, width and rounding stay
+    the real ones.
+    """
+    o = float(np.clip(shape.openness, 0.0, 1.0))
+    r = float(np.clip(shape.rounding, 0.0, 1.0))
+    w = float(np.clip(shape.width, -1.0, 1.0))
+    return MouthPose(
+        openness=o, drop=max(0.0, o * FULL_GAP - curves.gap), corner=0.0, pucker=0.0,
+        cavity_width=1.0 - 0.4 * r, exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0),
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # The displacement field (backward: output point p samples the source at p - d)
 
