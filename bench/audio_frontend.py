@@ -97,7 +97,7 @@ def run(seconds: float, n_frames: int) -> list[str]:
         rows += encode_rows(Path(tmp), n_frames)
 
     return [
-        f"Machine: {os.cpu_count()} × {cpu_model()}, {platform.python_version()}, "
+        f"Machine: {os.cpu_count()} × {cpu_model()}, Python {platform.python_version()}, "
         f"PyAV {av.__version__}; {dt.date.today().isoformat()}. Shared machine: ratios are "
         "more trustworthy than absolute times.",
         "",

@@ -23,14 +23,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from models.avatar import load_avatar, prepare_avatar
+from models.avatar import Avatar, default_avatar, load_avatar, prepare_avatar
 from models.avatar_source import video_frames
-from models.face_landmarks import FaceTracker
+from models.face_landmarks import FaceTracker, eye_openness
 from models.frame_store import FrameStore, FrameStoreWriter
 from tests.avatar_media import canvas_with_face, default_route, moving_face_video
 
 SECTION = "## bench/avatar_prep.py"
 ROOT = Path(__file__).resolve().parent.parent
+FIGURE = ROOT / "reports" / "avatar_idle_motion.png"
 
 
 def main() -> None:
@@ -75,6 +76,10 @@ def run(work: Path, seconds: float) -> list[str]:
         access[label] = random_access_ms(work / f"store{size[0]}", size)
     avatar = load_avatar(info.avatar_id, work / "cache")
     store_mb = sum(f.stat().st_size for f in avatar.directory.iterdir()) / 1e6
+    t0 = time.perf_counter()
+    photo = default_avatar(work / "cache")
+    photo_s = time.perf_counter() - t0
+    idle_motion_figure(photo, FIGURE)
 
     return [
         f"- machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
@@ -91,7 +96,10 @@ def run(work: Path, seconds: float) -> list[str]:
         f"face tracking {stage['track']:.1f} ms",
         f"- Avatar.frame random access (JPEG decode, LRU miss): 512x512 {access['512x512']:.2f} ms, "
         f"1280x720 {access['1280x720']:.2f} ms",
-        f"- warnings: {list(info.warnings) or 'none'}",
+        f"- photo avatar (default astronaut, 512x512, {photo.info.n_frames}-frame idle loop): "
+        f"{photo_s:.1f} s to build; idle motion plotted in {FIGURE.relative_to(ROOT)}",
+        f"- warnings: {list(info.warnings) or 'none'}; load average during the run "
+        f"{os.getloadavg()[0]:.1f} (the box is shared: absolute times are noisy)",
     ]
 
 
@@ -104,11 +112,11 @@ def stage_costs(src: Path, work: Path, n_frames: int) -> dict[str, float]:
             break
     decode = time.perf_counter() - t0
     (work / "enc").mkdir()
+    t0 = time.perf_counter()
     with FrameStoreWriter(work / "enc") as store:
-        t0 = time.perf_counter()
         for f in frames:
             store.append(f)
-        encode = time.perf_counter() - t0
+    encode = time.perf_counter() - t0
     with FaceTracker() as tracker:
         tracker.track(frames[0])
         t0 = time.perf_counter()
@@ -131,6 +139,45 @@ def random_access_ms(directory: Path, size: tuple[int, int], n: int = 60) -> flo
     for i in order:
         store.get(int(i))
     return 1000 * (time.perf_counter() - t0) / n
+
+
+def idle_motion_figure(avatar: Avatar, png: Path) -> None:
+    """Frames of the photo loop (rest, blink, widest sway) and its motion over time."""
+    import cv2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lm = avatar.landmarks
+    t = np.arange(len(lm)) / avatar.info.fps
+    nose = lm[:, 1] - lm[0, 1]
+    eyes = eye_openness(lm)
+    blink = int(np.argmin(eyes))
+    sway = int(np.argmax(np.abs(nose[:, 0])))
+    fig = plt.figure(figsize=(11, 6.5))
+    for j, (k, title) in enumerate(((0, "frame 0"), (blink, f"blink, frame {blink}"), (sway, f"widest sway, frame {sway}"))):
+        ax = fig.add_subplot(2, 3, j + 1)
+        image = avatar.frame(k)
+        x0, y0, x1, y1 = avatar.face_boxes[k].astype(int)
+        pad = (x1 - x0) // 2
+        crop = image[max(y0 - pad, 0):y1 + pad, max(x0 - pad, 0):x1 + pad]
+        ax.imshow(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    ax = fig.add_subplot(2, 1, 2)
+    ax.plot(t, nose[:, 0], label="nose x offset (px)")
+    ax.plot(t, nose[:, 1], label="nose y offset (px)")
+    ax.plot(t, 100 * (eyes - eyes.max()), label="eye openness change (x100)")
+    ax.plot(t, 100 * (avatar.mouth_features[:, 0] - avatar.mouth_features[0, 0]), label="mouth openness change (x100)")
+    ax.set_xlabel("seconds into the loop")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.suptitle("Photo avatar idle loop: sway, breathing and blinks; the mouth stays as it is")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
 
 
 def cpu_model() -> str:

@@ -8,9 +8,8 @@ rather than by libswresample, whose stereo-to-mono matrix adds the channels at
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import logging
+from pathlib import Path
 
 import av
 import av.error

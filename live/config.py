@@ -28,11 +28,15 @@ class ServerConfig:
     max_text_chars: int = 5000           # POST /sessions/{id}/say
     max_audio_s: float = 600.0           # longest audio file /sessions/{id}/audio accepts
     ice_servers: tuple[IceServer, ...] = ()
+    piper_voice_files: tuple[Path, ...] = ()   # the operator's own piper voices ("piper:<file stem>")
+    http_tts_url: str | None = None            # an external TTS ("http:default")
     jitter_margin_s: float = 0.015       # how long a frame may wait for late mic audio
     stats_interval_s: float = 1.0        # SSE "stats" period
     tts_threads: int = 2                 # synthesis runs in this many executor threads
     preload_default_avatar: bool = True  # build the default avatar at start-up, not on first connect
     video_codec: str = "VP8"             # preferred codec; VP8 costs ~4x less CPU than H.264 here
+    mouth_checkpoint: Path | None = None   # default: checkpoints/mouth_net.pt
+    avatar_root: Path | None = None      # avatar cache; default data_dir/avatars (tests share one)
     static_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "web")
 
     def __post_init__(self) -> None:
@@ -48,7 +52,7 @@ class ServerConfig:
 
     @property
     def avatar_dir(self) -> Path:
-        return self.data_dir / "avatars"
+        return Path(self.avatar_root) if self.avatar_root is not None else self.data_dir / "avatars"
 
     @property
     def upload_dir(self) -> Path:

@@ -439,8 +439,8 @@ class EngineWorker:
             if isinstance(reply, WorkerError):
                 raise WorkerDied(reply.error)
 
-    async def interrupt(self, epoch: int) -> None:
-        """Tell the worker to flush; the acknowledgement arrives among the frame replies."""
+    def send_interrupt(self, epoch: int) -> None:
+        """Tell the worker to flush; it acknowledges through ``on_interrupted``."""
         self._send(Interrupt(epoch))
 
     def video_frame(self, index: int) -> av.VideoFrame:

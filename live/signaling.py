@@ -9,10 +9,12 @@ reported as ``SignalingError`` (HTTP 400) with a readable reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiortc import (
+    MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
@@ -45,6 +47,7 @@ class Negotiated:
     video: RTCRtpTransceiver
     audio: RTCRtpTransceiver | None        # None: the client can't receive audio
     mic_expected: bool                     # the client sends a microphone track
+    audio_transceiver: RTCRtpTransceiver | None = None   # the audio m-line, whatever its direction
 
 
 def parse_offer(body: Any) -> Offer:
@@ -83,7 +86,12 @@ def _preferred(kind: str, first: str) -> list:
     return sorted(codecs, key=lambda c: 0 if c.mimeType.lower() == wanted else 1)
 
 
-async def negotiate(offer: Offer, ice_servers: tuple[IceServer, ...] = (), video_codec: str = "VP8") -> Negotiated:
+async def negotiate(
+    offer: Offer,
+    ice_servers: tuple[IceServer, ...] = (),
+    video_codec: str = "VP8",
+    on_track: Callable[[MediaStreamTrack], None] | None = None,
+) -> Negotiated:
     """Apply the client's offer to a new peer connection (the tracks are attached by the caller).
 
     Raises SignalingError for an offer we can't answer; closes the connection then.
@@ -94,6 +102,8 @@ async def negotiate(offer: Offer, ice_servers: tuple[IceServer, ...] = (), video
     video = pc.addTransceiver("video", direction="sendonly")
     video.setCodecPreferences(_preferred("video", video_codec))
     audio = pc.addTransceiver("audio", direction="sendrecv")
+    if on_track is not None:
+        pc.on("track", on_track)  # fires inside setRemoteDescription for the client's microphone
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
     except (ValueError, OperationError, InvalidStateError, InvalidAccessError, InternalError) as e:
@@ -111,7 +121,7 @@ async def negotiate(offer: Offer, ice_servers: tuple[IceServer, ...] = (), video
         await pc.close()
         raise SignalingError("the offer has no video section the client can receive (add a recvonly video transceiver)")
     mic = audio.mid is not None and audio._offerDirection in ("recvonly", "sendrecv")
-    return Negotiated(pc, video, audio if receives(audio) else None, mic)
+    return Negotiated(pc, video, audio if receives(audio) else None, mic, audio if audio.mid else None)
 
 
 async def answer(pc: RTCPeerConnection) -> RTCSessionDescription:

@@ -79,6 +79,10 @@ class AvatarAudioTrack(MediaStreamTrack):
         super().__init__()
         self.clock = clock
         self.samples_sent = 0
+        # Video leaves when it has been rendered (a little after its moment); audio
+        # leaves this much after its moment too, so that the sender reports of both
+        # tracks put frame i's picture and sound at the same wall-clock time.
+        self.send_delay_s = 0.0
         self._queue: deque[av.AudioFrame] = deque()
         self._waiting: av.AudioFrame | None = None   # taken by aiortc, waiting for its moment
         self._ready = asyncio.Event()
@@ -119,7 +123,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         frame = self._waiting = self._queue.popleft()
         # Pace against the clock: a piece never leaves before its moment, so the
         # receiver's jitter buffer sees a steady 20 ms rhythm rather than bursts.
-        await self.clock.sleep_until(self.clock.time_of_sample(int(frame.pts)))
+        await self.clock.sleep_until(self.clock.time_of_sample(int(frame.pts)) + self.send_delay_s)
         self._waiting = None
         if self.readyState != "live":
             raise MediaStreamError

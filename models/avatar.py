@@ -42,7 +42,7 @@ MAX_MISSING_RUN_S = 1.0           # ... and so is any single gap longer than thi
 SMALL_FACE_PX = 40.0              # eye-corner distance below which we warn about detail
 _LANDMARK_SIGMA = 0.7             # frames; light, so real lip motion survives
 _BOX_SIGMA = 3.0                  # frames; boxes steer crops, they must not jitter
-_FACE_COUNT_EVERY_S = 2.0         # how often videos are checked for extra faces
+_FACE_COUNT_EVERY_S = 4.0         # how often videos are checked for extra faces
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,7 @@ def list_avatars(cache_root: Path) -> list[AvatarInfo]:
 
 def default_avatar(cache_root: Path, fps: float = 25.0) -> Avatar:
     """The built-in avatar: scikit-image's astronaut photo with idle motion (built once)."""
+    _check_params(fps, 1080)
     directory = cache.avatar_dir(cache_root, cache.DEFAULT_ID)
     info = cache.read_info(directory)
     if info is None or float(info.get("fps", 0)) != float(fps):
@@ -185,6 +186,7 @@ def default_avatar(cache_root: Path, fps: float = 25.0) -> Avatar:
         _build_into_cache(
             cache_root, cache.DEFAULT_ID, "Astronaut", "skimage.data.astronaut",
             lambda tmp: _build_photo(resize_to_fit(photo, 1080), tmp, fps, _ProgressReporter(None)),
+            replace=info is not None,
         )
     return load_avatar(cache.DEFAULT_ID, cache_root)
 
@@ -208,7 +210,7 @@ class _Built:
 
 
 def _build_into_cache(cache_root: Path, avatar_id: str, name: str, source: str,
-                      build: Callable[[Path], _Built]) -> AvatarInfo:
+                      build: Callable[[Path], _Built], replace: bool = False) -> AvatarInfo:
     tmp = cache.work_dir(cache_root, avatar_id)
     try:
         built = build(tmp)
@@ -218,7 +220,8 @@ def _build_into_cache(cache_root: Path, avatar_id: str, name: str, source: str,
             warnings=tuple(built.warnings),
         )
         cache.write_arrays(tmp, _face_arrays(built))
-        cache.publish(tmp, Path(cache_root) / avatar_id, {**info.to_json(), "created": time.time()})
+        cache.publish(tmp, Path(cache_root) / avatar_id, {**info.to_json(), "created": time.time()},
+                      replace=replace)
     except BaseException:
         cache.discard(tmp)
         raise
@@ -288,12 +291,13 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
             report(0.97 * min(1.0, (k + 1) / expected))
         faces_seen = tracker.faces_seen
     n = len(landmarks)
+    if one_source_frame and first is not None:
+        # A one-frame "video" (a still exported as mp4): treat it as the photo it is,
+        # so it gets idle motion instead of a frozen loop.
+        for stale in tmp.iterdir():
+            stale.unlink()
+        return _build_photo(first, tmp, fps, report)
     if n < MIN_VIDEO_SECONDS * fps:
-        if one_source_frame and first is not None:
-            # A one-frame "video" (a still exported as mp4): treat it as the photo it is.
-            for stale in tmp.iterdir():
-                stale.unlink()
-            return _build_photo(first, tmp, fps, report)
         raise AvatarError(
             f"{path.name} is too short ({n / fps:.2f} s); avatar videos need at least {MIN_VIDEO_SECONDS} s"
         )

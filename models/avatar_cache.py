@@ -91,12 +91,23 @@ def read_arrays(directory: Path) -> dict[str, np.ndarray]:
         raise AvatarError(f"avatar cache {Path(directory).name} is damaged ({exc}); prepare it again") from exc
 
 
-def publish(tmp: Path, final: Path, info: dict) -> None:
-    """Write info.json last and move the finished directory into place."""
-    (Path(tmp) / INFO_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **info}, indent=1))
-    stale = read_info(final) is None and Path(final).exists()
-    if stale:  # an older format or a damaged directory: replace it
-        shutil.rmtree(final, ignore_errors=True)
+def publish(tmp: Path, final: Path, info: dict, replace: bool = False) -> None:
+    """Write info.json last and move the finished directory into place.
+
+    ``replace`` swaps out an existing complete avatar (the default avatar rebuilt at
+    another fps); otherwise an existing complete one wins, as it is equivalent.
+    """
+    tmp, final = Path(tmp), Path(final)
+    (tmp / INFO_FILE).write_text(json.dumps({"format": FORMAT_VERSION, **info}, indent=1))
+    if final.exists() and (replace or read_info(final) is None):
+        # Move the old one aside first: the swap then leaves no moment without a directory
+        # longer than two renames, and readers holding files of the old one keep them.
+        old = final.with_name(f".{final.name}.{os.getpid()}.old")
+        try:
+            os.rename(final, old)
+        except OSError:
+            pass
+        shutil.rmtree(old, ignore_errors=True)
     try:
         os.rename(tmp, final)
     except OSError:

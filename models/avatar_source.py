@@ -128,39 +128,52 @@ def video_frames(
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
         start: float | None = None
-        prev: np.ndarray | None = None
-        prev_t = -1.0
+        held: _HeldFrame | None = None   # the source frame on screen now
         gaps: list[float] = []
         k = 0
         try:
             for frame in container.decode(stream):
-                t = _frame_time(frame, prev_t, stream)
+                t = _frame_time(frame, held.t if held else -1.0, stream)
                 if start is None:
                     start = t
                 t -= start
-                if prev is not None and t <= prev_t:
+                if held is not None and t <= held.t:
                     continue  # duplicate or out-of-order stamp: keep the first
                 if t > max_seconds + 1.0:
                     raise AvatarError(
                         f"{path.name} is longer than the {max_seconds:.0f} s limit for avatar videos"
                     )
-                if prev is not None:
-                    gaps.append(t - prev_t)
+                if held is not None:
+                    gaps.append(t - held.t)
                     while k / fps < t - _TIME_TOLERANCE:
-                        yield prev
+                        yield held.image(out_w, out_h)
                         k += 1
-                prev, prev_t = _to_bgr(frame, out_w, out_h), t
+                held = _HeldFrame(frame, t)
         except av.error.FFmpegError as exc:
-            if prev is None:
+            if held is None:
                 raise AvatarError(f"{path.name}: the video cannot be decoded ({exc})") from exc
             # A truncated file: keep what decoded, like a player would.
-        if prev is None:
+        if held is None:
             raise AvatarError(f"{path.name}: the video has no decodable frames")
-        last_duration = float(np.median(gaps)) if gaps else 1.0 / fps
-        end = prev_t + last_duration
-        while k / fps < end - _TIME_TOLERANCE:
-            yield prev
+        # The last frame is shown for its own stamped duration when the file says.
+        last_duration = _frame_duration(held.frame) or (float(np.median(gaps)) if gaps else 1.0 / fps)
+        while k / fps < held.t + last_duration - _TIME_TOLERANCE:
+            yield held.image(out_w, out_h)
             k += 1
+
+
+class _HeldFrame:
+    """A decoded frame converted to BGR only if some output tick shows it (a 30 fps
+    source resampled to 25 fps skips one frame in six: no colour conversion for it)."""
+
+    def __init__(self, frame: av.VideoFrame, t: float) -> None:
+        self.frame, self.t = frame, t
+        self._image: np.ndarray | None = None
+
+    def image(self, width: int, height: int) -> np.ndarray:
+        if self._image is None:
+            self._image = _to_bgr(self.frame, width, height)
+        return self._image
 
 
 def _frame_time(frame: av.VideoFrame, prev_t: float, stream: av.video.stream.VideoStream) -> float:
@@ -168,6 +181,12 @@ def _frame_time(frame: av.VideoFrame, prev_t: float, stream: av.video.stream.Vid
         return float(frame.time)
     rate = float(stream.average_rate) if stream.average_rate else 25.0
     return prev_t + 1.0 / rate if prev_t >= 0 else 0.0
+
+
+def _frame_duration(frame: av.VideoFrame) -> float | None:
+    if frame.duration and frame.time_base is not None:
+        return float(frame.duration * frame.time_base)
+    return None
 
 
 def _rotation_of(frame: av.VideoFrame) -> int:
@@ -181,7 +200,10 @@ def _rotation_of(frame: av.VideoFrame) -> int:
 def _to_bgr(frame: av.VideoFrame, out_w: int, out_h: int) -> np.ndarray:
     rotation = _rotation_of(frame)
     w, h = (out_h, out_w) if rotation in (90, -90) else (out_w, out_h)
-    image = frame.to_ndarray(format="bgr24", width=w, height=h, interpolation="AREA")
+    if (frame.width, frame.height) == (w, h):
+        image = frame.to_ndarray(format="bgr24")
+    else:
+        image = frame.to_ndarray(format="bgr24", width=w, height=h, interpolation="AREA")
     if rotation == 90:
         image = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
     elif rotation == -90:

@@ -2,8 +2,8 @@
 
 Masks are drawn and blurred at a reduced scale (a feather tens of pixels wide costs
 the same as a 3 px one there) and upsampled; the colour match is a per-channel
-mean/std transfer in LAB applied through lookup tables, so it stays cheap on a
-1080p mouth region.
+mean/std transfer measured in LAB and applied through per-channel lookup tables,
+so it stays cheap on a 1080p mouth region.
 """
 
 from __future__ import annotations
@@ -15,13 +15,19 @@ WORK_SCALE_PX = 40.0   # masks are drawn where the face's eye distance is this m
 GAIN_LIMITS = (0.75, 1.33)
 
 
-def feather_mask(polygons: list[np.ndarray], size_hw: tuple[int, int], s: float,
-                 feather: float, shrink: float = 0.0) -> np.ndarray:
+def feather_mask(polygons: list[np.ndarray], size_hw: tuple[int, int], s: float, feather: float,
+                 shrink: float = 0.0, patch: np.ndarray | None = None, base: np.ndarray | None = None,
+                 reach: float = 0.0, threshold: int = 24) -> np.ndarray:
     """Union of filled polygons (px, in the region's coordinates), blurred: float32 in [0, 1].
 
     ``feather`` is the blur's sigma and ``shrink`` an erosion applied before it, both
     in units of the face scale ``s`` (px), so the transition looks the same on any
     resolution.  Shrinking by about 2 sigma keeps the blurred edge inside the polygons.
+
+    With ``patch`` and ``base`` given, the mask also grows (up to ``reach`` beyond the
+    polygons) over every place where the two pictures differ, so the soft edge lies
+    where they agree: a chin that sits lower in one of them is taken whole instead of
+    showing through the feather as a ghost.
     """
     h, w = size_hw
     k = min(1.0, WORK_SCALE_PX / max(s, 1e-3))
@@ -31,12 +37,22 @@ def feather_mask(polygons: list[np.ndarray], size_hw: tuple[int, int], s: float,
     for poly in polygons:
         pts = np.round(np.asarray(poly, np.float32) * scale * 16).astype(np.int32)
         cv2.fillPoly(small, [pts], 255, lineType=cv2.LINE_AA, shift=4)
-    if shrink > 0:
-        r = max(1, int(round(shrink * s * k)))
-        small = cv2.erode(small, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    core = _morph(small, shrink * s * k, cv2.erode) if shrink > 0 else small
+    if patch is not None and base is not None and reach > 0:
+        a = cv2.resize(patch, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.int16)
+        b = cv2.resize(base, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.int16)
+        differs = (np.abs(a - b).max(axis=2) > threshold).astype(np.uint8) * 255
+        differs &= _morph(small, reach * s * k, cv2.dilate)
+        # Grow the differing area by the blur's reach so the feather starts outside it.
+        core = np.maximum(core, _morph(differs, 2.0 * feather * s * k, cv2.dilate))
     sigma = max(0.5, feather * s * k)
-    soft = cv2.GaussianBlur(small.astype(np.float32) / 255.0, (0, 0), sigma)
+    soft = cv2.GaussianBlur(core.astype(np.float32) / 255.0, (0, 0), sigma)
     return cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _morph(mask: np.ndarray, radius_px: float, op) -> np.ndarray:
+    r = max(1, int(round(radius_px)))
+    return op(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
 
 
 def colour_transfer(patch: np.ndarray, reference: np.ndarray, region: np.ndarray,
@@ -44,22 +60,39 @@ def colour_transfer(patch: np.ndarray, reference: np.ndarray, region: np.ndarray
     """``patch`` recoloured so its LAB mean/std inside ``region`` match ``reference``'s.
 
     Both images must be the same size; ``region`` is a bool mask of where they show
-    the same kind of surface (skin around the mouth, not the mouth itself).
+    the same kind of surface (skin around the mouth, not the mouth itself).  The
+    statistics are taken in LAB on every ``step``-th pixel; the correction is then
+    fitted as one lookup table per BGR channel, because converting the whole patch
+    to LAB and back costs more than everything else in a video frame's blend.
     """
     sel = region[::step, ::step]
     if sel.sum() < 16:
         return patch
-    lab_p = cv2.cvtColor(patch, cv2.COLOR_BGR2LAB)
-    lab_r = cv2.cvtColor(reference[::step, ::step], cv2.COLOR_BGR2LAB)
-    src = lab_p[::step, ::step][sel].astype(np.float32)
+    small = np.ascontiguousarray(patch[::step, ::step])
+    lab_p = cv2.cvtColor(small, cv2.COLOR_BGR2LAB)
+    lab_r = cv2.cvtColor(np.ascontiguousarray(reference[::step, ::step]), cv2.COLOR_BGR2LAB)
+    src = lab_p[sel].astype(np.float32)
     dst = lab_r[sel].astype(np.float32)
     mu_s, sd_s = src.mean(0), src.std(0) + 1.0
     mu_d, sd_d = dst.mean(0), dst.std(0) + 1.0
     gain = np.clip(sd_d / sd_s, *GAIN_LIMITS)
     x = np.arange(256, dtype=np.float32)[:, None]
-    lut = np.clip((x - mu_s) * gain + mu_d + 0.5, 0, 255).astype(np.uint8)  # (256, 3)
-    lab_p = cv2.LUT(lab_p, lut.reshape(256, 1, 3))
-    return cv2.cvtColor(lab_p, cv2.COLOR_LAB2BGR)
+    lab_lut = np.clip((x - mu_s) * gain + mu_d + 0.5, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    target = cv2.cvtColor(cv2.LUT(lab_p, lab_lut), cv2.COLOR_LAB2BGR)[sel].astype(np.float32)
+    before = small[sel].astype(np.float32)
+    lut = np.empty((256, 1, 3), np.uint8)
+    for c in range(3):
+        slope, icept = _line_fit(before[:, c], target[:, c])
+        lut[:, 0, c] = np.clip(x[:, 0] * slope + icept + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(patch, lut)
+
+
+def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares y = a x + b with the slope kept within GAIN_LIMITS."""
+    vx = float(x.var())
+    a = float(((x - x.mean()) * (y - y.mean())).mean() / vx) if vx > 1.0 else 1.0
+    a = float(np.clip(a, *GAIN_LIMITS))
+    return a, float(y.mean() - a * x.mean())
 
 
 def composite(base: np.ndarray, patch: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ import numpy as np
 from models.phonemes import AlignedUtterance, PhoneSpan
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: piper blanks join the next phone; espeak stop closures moved
 TRAIN_SHARD_UTTERANCES = 12
 VAL_SHARD_UTTERANCES = 4
 EST_SECONDS_PER_UTTERANCE = 2.6  # first guess, replaced by each config's measured average
@@ -178,6 +178,8 @@ class ShardRecord:
     synth_seconds: float  # wall-clock compute spent making it
     failures: int = 0
     errors: list[str] = field(default_factory=list)
+    alphabet: str = ""
+    phone_counts: dict[str, int] = field(default_factory=dict)  # symbol -> spans ("" = pause)
 
 
 def shard_texts(job: ShardJob) -> list[tuple[str, dict]]:
@@ -234,7 +236,17 @@ def make_shard(job: ShardJob) -> ShardRecord:
         synth_seconds=round(time.perf_counter() - t0, 3),
         failures=len(errors),
         errors=errors[:3],
+        alphabet=utts[0].phones[0].alphabet if utts else "",
+        phone_counts=phone_counts(utts),
     )
+
+
+def phone_counts(utts: list[AlignedUtterance]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for u in utts:
+        for p in u.phones:
+            counts[p.phone] += 1
+    return dict(sorted(counts.items()))
 
 
 def hash_seed(job: ShardJob) -> int:
@@ -344,6 +356,10 @@ def summarise(records: list[dict]) -> dict:
         return dict(sorted(t.items()))
 
     voices = [dict(r, source=f"{r['engine']}/{r['voice']}") for r in records]
+    inventory: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in records:
+        for sym, n in r.get("phone_counts", {}).items():
+            inventory[r.get("alphabet") or "?"][sym] += n
     return {
         "minutes": round(sum(r["seconds"] for r in records) / 60, 3),
         "utterances": sum(r["n_utterances"] for r in records),
@@ -352,6 +368,9 @@ def summarise(records: list[dict]) -> dict:
         "per_config": table("config"),
         "per_language": table("language"),
         "per_split": table("split"),
+        # Every phone symbol in the corpus per alphabet, with its count: what a
+        # phone-to-mouth mapping must cover.
+        "phone_inventory": {a: dict(sorted(c.items(), key=lambda kv: -kv[1])) for a, c in sorted(inventory.items())},
     }
 
 
@@ -429,10 +448,18 @@ def build(
     records: dict[str, dict] = {}
     if (root / MANIFEST).exists():
         old = load_manifest(root)
+        if old.get("format") != FORMAT_VERSION:
+            raise CorpusError(f"{root} was built by corpus format {old.get('format')} (now {FORMAT_VERSION}): "
+                              "its phone labels differ; delete it or use another --out")
         if old.get("seed") != seed:
             raise CorpusError(f"{root} holds a corpus built with seed {old.get('seed')}; use that seed or another --out")
         for r in old.get("shards", []):
-            if (root / r["path"]).exists() or r["n_utterances"] == 0:
+            if r["n_utterances"] == 0:
+                records[r["path"]] = r
+            elif (root / r["path"]).exists():
+                if "phone_counts" not in r:  # made before the inventory was recorded
+                    utts = load_shard(root / r["path"])
+                    r = dict(r, alphabet=utts[0].phones[0].alphabet, phone_counts=phone_counts(utts))
                 records[r["path"]] = r
 
     done_s: dict[str, float] = defaultdict(float)
@@ -449,7 +476,12 @@ def build(
         return n * per
 
     def complete() -> bool:
-        return all(done_s[c.key] >= planned[c.key] or next_index[c.key] > 0 and done_n[c.key] == 0 for c in all_cfgs)
+        def done(c: VoiceConfig) -> bool:
+            if next_index[c.key] > 0 and done_n[c.key] == 0:
+                return True  # tried, and the voice produced nothing
+            return next_index[c.key] > 0 and done_s[c.key] + 0.5 * estimate(c, next_index[c.key]) >= planned[c.key]
+
+        return all(done(c) for c in all_cfgs) and not pending
 
     total_target = sum(planned[c.key] for c in cfgs)
     bar = tqdm(total=int(total_target), unit="s", desc="corpus (seconds of audio)", disable=not progress)
@@ -472,11 +504,12 @@ def build(
                         break
                     cfg = cfgs[(turn[0] + j) % len(cfgs)]
                     have = done_s[cfg.key] + inflight_s[cfg.key]
-                    if have >= planned[cfg.key]:
+                    k = next_index[cfg.key]
+                    # Stop when the next shard would overshoot more than it fills.
+                    if have + 0.5 * estimate(cfg, k) >= planned[cfg.key] and k > 0:
                         continue
                     if next_index[cfg.key] > 0 and done_n[cfg.key] == 0 and inflight_s[cfg.key] <= 1e-6:
                         continue  # this voice produced nothing: don't loop on it
-                    k = next_index[cfg.key]
                     next_index[cfg.key] += 1
                     est = estimate(cfg, k)
                     inflight_s[cfg.key] += est

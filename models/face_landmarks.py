@@ -50,10 +50,6 @@ _CROP_PER_BOX = 2.5      # the full-range detector's box is about the inner face
 _MIN_DETECTION_SCORE = 0.5
 
 
-class FaceLandmarkError(RuntimeError):
-    """FaceMesh could not be started or returned something unusable."""
-
-
 # ---------------------------------------------------------------------------------------
 # Measurements on landmarks
 
@@ -182,15 +178,16 @@ class FaceDetector:
     def close(self) -> None:
         self._detector.close()
 
-    def detect(self, image_bgr: np.ndarray, tiles: bool = True, exhaustive: bool = False) -> list[FaceBox]:
-        """Faces, largest first. Tries the whole image, then (if ``tiles``) overlapping
-        square tiles, which find faces too small for the detector's 192 px input.
-        ``exhaustive`` searches the tiles even when the whole image had a face."""
+    def detect(self, image_bgr: np.ndarray, tiles: int = 2, exhaustive: bool = False) -> list[FaceBox]:
+        """Faces, largest first. Tries the whole image, then up to ``tiles`` levels of
+        overlapping square tiles (side = the image's short side, then half of it), which
+        find faces too small for the detector's 192 px input. ``exhaustive`` searches the
+        tiles even when the whole image had a face."""
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         faces = self._detect_region(rgb, 0, 0, w, h)
         if tiles and (exhaustive or not faces):
-            for side in (min(h, w), min(h, w) // 2):
+            for side in (min(h, w), min(h, w) // 2)[:tiles]:
                 if side < 96 or (side == min(h, w) and h == w):
                     continue
                 found = [f for x, y in _tiles(w, h, side) for f in self._detect_region(rgb, x, y, side, side)]
@@ -322,8 +319,10 @@ class FaceTracker:
         return self._accept(again if again is not None else lm)
 
     def count_faces(self, image_bgr: np.ndarray) -> int:
-        """Detector's face count on one frame (videos are checked every few seconds)."""
-        n = len(self._detector.detect(image_bgr, tiles=False))
+        """Faces on one frame (videos are checked every few seconds). Unsure detections
+        and faces far smaller than the largest (a photo on the wall) are not counted."""
+        faces = [f for f in self._detector.detect(image_bgr, tiles=1, exhaustive=True) if f.score >= 0.6]
+        n = sum(f.size >= 0.25 * faces[0].size for f in faces) if faces else 0
         self.faces_seen = max(self.faces_seen, n)
         return n
 
@@ -344,7 +343,7 @@ class FaceTracker:
             old = Crop.around(self._last)
             faces = self._detector.detect_near(image_bgr, Crop(old.cx, old.cy, 2 * old.side))
         if not faces:
-            faces = self._detector.detect(image_bgr, tiles=self._lost_frames % self._tile_every == 0)
+            faces = self._detector.detect(image_bgr, tiles=2 if self._lost_frames % self._tile_every == 0 else 0)
             self.faces_seen = max(self.faces_seen, len(faces))
         if not faces:
             return None

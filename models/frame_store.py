@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import mmap
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -20,35 +21,57 @@ JPEG_QUALITY = 92
 
 
 class FrameStoreWriter:
-    """Appends frames; ``close()`` writes the index that makes the store readable."""
+    """Appends frames; ``close()`` writes the index that makes the store readable.
 
-    def __init__(self, directory: Path, quality: int = JPEG_QUALITY) -> None:
+    JPEG encoding runs on one background thread (OpenCV releases the GIL while it
+    encodes), so it overlaps with decoding and face tracking on the second core.
+    Frames are encoded in order; at most ``max_pending`` wait, which bounds memory.
+    """
+
+    def __init__(self, directory: Path, quality: int = JPEG_QUALITY, max_pending: int = 8) -> None:
         self._dir = Path(directory)
         self._file = open(self._dir / FRAMES_FILE, "wb")
         self._offsets = [0]
         self._params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
+        self._pending: deque[Future[None]] = deque()
+        self._max_pending = max_pending
+        self._count = 0
         self.shape: tuple[int, int] | None = None
 
     def append(self, frame_bgr: np.ndarray) -> int:
+        """Queue a frame (the array must not change afterwards); returns its index."""
         h, w = frame_bgr.shape[:2]
         if self.shape is None:
             self.shape = (h, w)
         elif self.shape != (h, w):
             raise ValueError(f"frame size changed from {self.shape} to {(h, w)}")
+        while len(self._pending) >= self._max_pending:
+            self._pending.popleft().result()   # re-raises an encoding error here
+        self._pending.append(self._encoder.submit(self._write, frame_bgr))
+        self._count += 1
+        return self._count - 1
+
+    def _write(self, frame_bgr: np.ndarray) -> None:
         ok, buf = cv2.imencode(".jpg", frame_bgr, self._params)
         if not ok:
             raise RuntimeError("JPEG encoding failed")
         self._file.write(buf.tobytes())
         self._offsets.append(self._offsets[-1] + len(buf))
-        return len(self._offsets) - 2
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return self._count
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file.closed:
+            return
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._encoder.shutdown(wait=True, cancel_futures=True)
             self._file.close()
-            np.save(self._dir / INDEX_FILE, np.asarray(self._offsets, dtype=np.int64))
+        np.save(self._dir / INDEX_FILE, np.asarray(self._offsets, dtype=np.int64))
 
     def __enter__(self) -> "FrameStoreWriter":
         return self

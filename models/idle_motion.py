@@ -117,11 +117,12 @@ class _MotionField:
         self._head_c = ((x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * fh)
         self._head_r = (0.95 * fw, 1.0 * fh)
         self._chin_y, self._top_y = y1, y0 - 0.6 * fh
-        self._xs, self._ys = np.meshgrid(
-            np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
-        )
-        self._w_head = self._head_weight(self._xs, self._ys)
-        self._w_body = self._body_weight(self._ys)
+        xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        self._xs, self._ys = xs, ys
+        # The head term is w * (A p + k) with A, k changing per frame: keep w, w*x, w*y.
+        self._w = self._head_weight(xs, ys)
+        self._wx, self._wy = self._w * xs, self._w * ys
+        self._w_breath = self._body_weight(ys) * (1 - self._w)
 
     def _head_weight(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = np.sqrt(((x - self._head_c[0]) / self._head_r[0]) ** 2 + ((y - self._head_c[1]) / self._head_r[1]) ** 2)
@@ -130,30 +131,35 @@ class _MotionField:
     def _body_weight(self, y: np.ndarray) -> np.ndarray:
         return _smoothstep(self._top_y, self._chin_y, y)
 
-    def _displacement(self, x: np.ndarray, y: np.ndarray, pose: HeadPose,
-                      w_head: np.ndarray, w_body: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backward displacement: output (x, y) shows source (x + dx, y + dy)."""
-        c, s = np.cos(-pose.angle), np.sin(-pose.angle)
-        # Inverse of q -> R(angle)(q - pivot) + pivot + (dx, dy), minus the identity.
-        px, py = x - self.pivot[0] - pose.dx, y - self.pivot[1] - pose.dy
-        hx = c * px - s * py + self.pivot[0] - x
-        hy = s * px + c * py + self.pivot[1] - y
-        # The head transform already carries the breath; the body weight adds it below.
-        body = w_body * (1 - w_head) * pose.breath
-        return w_head * hx, w_head * hy + body
+    def _head_terms(self, pose: HeadPose) -> tuple[float, float, float, float]:
+        """(c - 1, s, kx, ky): the inverse head motion minus identity is
+        hx = (c-1) x - s y + kx,  hy = s x + (c-1) y + ky."""
+        c, s = float(np.cos(-pose.angle)), float(np.sin(-pose.angle))
+        ax, ay = self.pivot[0] + pose.dx, self.pivot[1] + pose.dy
+        kx = -c * ax + s * ay + self.pivot[0]
+        ky = -s * ax - c * ay + self.pivot[1]
+        return c - 1, s, float(kx), float(ky)
+
+    def _displacement(self, x: np.ndarray, y: np.ndarray, pose: HeadPose) -> tuple[np.ndarray, np.ndarray]:
+        """Backward displacement at arbitrary points: output (x, y) shows (x + dx, y + dy)."""
+        cm1, s, kx, ky = self._head_terms(pose)
+        w = self._head_weight(x, y)
+        breath = self._body_weight(y) * (1 - w) * pose.breath
+        return w * (cm1 * x - s * y + kx), w * (s * x + cm1 * y + ky) + breath
 
     def backward_maps(self, pose: HeadPose) -> tuple[np.ndarray, np.ndarray]:
-        dx, dy = self._displacement(self._xs, self._ys, pose, self._w_head, self._w_body)
-        return (self._xs + dx).astype(np.float32), (self._ys + dy).astype(np.float32)
+        """Same field as ``_displacement`` on the whole grid, from precomputed products."""
+        cm1, s, kx, ky = self._head_terms(pose)
+        map_x = self._xs + cm1 * self._wx - s * self._wy + kx * self._w
+        map_y = self._ys + s * self._wx + cm1 * self._wy + ky * self._w + pose.breath * self._w_breath
+        return map_x, map_y
 
     def forward(self, points: np.ndarray, pose: HeadPose) -> np.ndarray:
         """Where source points appear in the output: solve p + D(p) = q by fixed point."""
         q = np.asarray(points, dtype=np.float32)
         p = q.copy()
         for _ in range(8):
-            w_h = self._head_weight(p[:, 0], p[:, 1])
-            w_b = self._body_weight(p[:, 1])
-            dx, dy = self._displacement(p[:, 0], p[:, 1], pose, w_h, w_b)
+            dx, dy = self._displacement(p[:, 0], p[:, 1], pose)
             p = q - np.stack([dx, dy], axis=1)
         return p.astype(np.float32)
 
@@ -198,9 +204,14 @@ def _close_eye(src: np.ndarray, dst: np.ndarray, lm: np.ndarray,
     y_top = y_up - skin
     gx, gy = np.meshgrid(xs, np.arange(ry0, ry1, dtype=np.float32))
     # Rows between the skin top and the new lid line show the stretched lid skin;
-    # rows below it show the eye unchanged (the lid covers it from above).
+    # rows below it show the eye unchanged (the lid covers it from above). The
+    # stretch is quadratic, not linear: at the lid margin the scale is 1, so the
+    # lashes keep their thickness, and the smooth skin higher up takes the stretch.
     span = np.maximum(y_close - y_top, 1e-3)
-    stretched = y_top + (gy - y_top) * (y_up - y_top) / span
+    u = np.clip((gy - y_top) / span, 0.0, 1.0)
+    ratio = span / np.maximum(y_up - y_top, 1e-3)      # output length / source length >= 1
+    a = np.clip(2.0 - ratio, 0.0, 1.0)
+    stretched = y_top + (y_up - y_top) * (a * u + (1 - a) * u * u)
     in_lid = (gy >= y_top) & (gy <= y_close) & inside
     map_y = np.where(in_lid, stretched, gy).astype(np.float32)
     patch = cv2.remap(src, gx, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

@@ -157,31 +157,6 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([m, t[:, None]]).astype(np.float32)
 
 
-def smooth_landmarks(landmarks: np.ndarray, sigma_frames: float = 1.0) -> np.ndarray:
-    """Centred temporal Gaussian over a landmark track (n, k, 2).
-
-    FaceMesh jitters by a pixel or so per frame; anything aligned to the raw
-    landmarks would shimmer.  The avatar is known in advance, so a centred
-    (zero-lag) filter is possible here.
-    """
-    lm = np.asarray(landmarks, dtype=np.float32)
-    n = lm.shape[0]
-    if n < 3 or sigma_frames <= 0:
-        return lm.copy()
-    radius = int(np.ceil(3 * sigma_frames))
-    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2).astype(np.float32)
-    k /= k.sum()
-    idx = np.arange(-radius, n + radius)
-    idx = np.abs(idx)                                  # reflect at the start
-    idx = np.where(idx >= n, 2 * (n - 1) - idx, idx)   # and at the end
-    idx = np.clip(idx, 0, n - 1)
-    padded = lm[idx]
-    out = np.zeros_like(lm)
-    for j, w in enumerate(k):
-        out += w * padded[j:j + n]
-    return out
-
-
 def roi_box(frame: MouthFrame, uv_corners: np.ndarray, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """Axis-aligned pixel box (x0, y0, x1, y1) around a mouth-space region, clipped to the image."""
     px = frame.to_image(uv_corners)
@@ -193,12 +168,15 @@ def roi_box(frame: MouthFrame, uv_corners: np.ndarray, image_hw: tuple[int, int]
     return x0, y0, x1, y1
 
 
-def lower_face_outline(landmarks: np.ndarray, jaw_drop: float = 0.0, margin: float = 0.06) -> np.ndarray:
+def lower_face_outline(landmarks: np.ndarray, jaw_drop: float = 0.0, margin: float = 0.1,
+                       below: float = 0.2) -> np.ndarray:
     """Convex outline (px) of the part of the face that moves with speech.
 
-    Lips, mouth corners and cheeks beside them, and the chin down to ``margin``
-    below the jaw line (``jaw_drop`` lower still, when the jaw will be opened
-    further by a warp).  The top edge stays under the nose.
+    Lips, mouth corners and cheeks beside them, and the chin: ``margin`` around the
+    jaw line and ``below`` further down (FaceMesh's jaw line tends to sit above the
+    visible chin edge, and the skin under the chin moves with it); ``jaw_drop``
+    lower still when the jaw will be opened further by a warp.  The top edge stays
+    under the nose.
     """
     lm = check_landmarks(landmarks)
     frame = mouth_frame(lm)
@@ -210,7 +188,7 @@ def lower_face_outline(landmarks: np.ndarray, jaw_drop: float = 0.0, margin: flo
     corner_v = float(centre[1])
     half = 0.5 * abs(float(uv[MOUTH_CORNERS[1], 0] - uv[MOUTH_CORNERS[0], 0]))
     sub = float(uv[SUBNASALE, 1])
-    pts = [out, out + np.array([0.0, jaw_drop], np.float32),
+    pts = [out, out + np.array([0.0, jaw_drop + below], np.float32),
            np.array([[-half - 0.28, corner_v], [half + 0.28, corner_v],
                      [-0.22, sub + 0.05], [0.22, sub + 0.05], [0.0, sub + 0.04]], np.float32)]
     px = frame.to_image(np.concatenate(pts))

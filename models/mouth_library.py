@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.mouth_geometry import EYE_OUTER, STABLE, similarity, smooth_landmarks
+from models.face_landmarks import smooth_track
+from models.mouth_geometry import EYE_OUTER, STABLE, similarity
 
 SHAPE_WEIGHTS = np.array([1.0, 0.35, 0.5], np.float32)  # openness matters most
 STAY_BONUS = 0.06        # cost advantage of continuing from the previous pick
@@ -43,7 +44,7 @@ class MouthLibrary:
         # are relative to a generic face, so centre the person's on their median.
         self.centred = feats.copy()
         self.centred[:, 1:] -= np.median(feats[:, 1:], axis=0)
-        self.stable = smooth_landmarks(np.asarray(landmarks, np.float32)[:, list(STABLE)], 1.5)
+        self.stable = smooth_track(np.asarray(landmarks, np.float32)[:, list(STABLE)], 1.5)
         self.pose = _pose(np.asarray(landmarks, np.float32))
         found = np.ones(len(feats), bool) if face_found is None else np.asarray(face_found, bool)
         self.penalty = np.where(found, 0.0, MISSING_FACE_COST).astype(np.float32)

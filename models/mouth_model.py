@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -248,13 +249,20 @@ class _Inference(nn.Module):
         return F.softmax(logits, dim=1), clamp_shape(raw)
 
 
-def _frozen(net: MouthNet) -> torch.jit.ScriptModule:
+def _frozen(net: MouthNet) -> nn.Module:
     """The network as a frozen TorchScript graph (BatchNorm folded into the
-    convolutions): about half the per-frame time of eager mode at batch 1."""
+    convolutions): about half the per-frame time of eager mode at batch 1.
+    TorchScript is deprecated in recent torch; if it ever goes, eager mode is
+    the (slower, identical) fallback."""
     cfg = net.config
-    with torch.inference_mode(False), torch.no_grad():
-        example = torch.zeros(2, cfg.n_mels, cfg.frames)
-        return torch.jit.freeze(torch.jit.trace(_Inference(net.eval()).eval(), example))
+    inference = _Inference(net.eval()).eval()
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            example = torch.zeros(2, cfg.n_mels, cfg.frames)
+            return torch.jit.freeze(torch.jit.trace(inference, example))
+    except (AttributeError, RuntimeError):
+        return inference
 
 
 def to_mouth_shape(posterior: np.ndarray, shape: np.ndarray) -> MouthShape:

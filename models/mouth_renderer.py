@@ -12,21 +12,21 @@ frame bit-identical:
 
 One renderer serves one session: it remembers its previous library pick (so the
 mouth plays on through the person's real motion instead of flickering between far
-apart frames) and its last output (so an identical request returns an identical
-frame).  ``reset()`` forgets both, e.g. after an interrupt.
+apart frames; an identical request repeats the pick, so it returns an identical
+frame).  ``reset()`` forgets it, e.g. after an interrupt.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from models.blend import colour_transfer, composite, feather_mask
 from models.mouth_geometry import lip_outline, lower_face_outline
-from models.mouth_library import OPEN_SLACK, MouthLibrary
+from models.mouth_library import OPEN_SLACK, LibraryPick, MouthLibrary
 from models.mouth_shape import MouthShape
 from models.photo_mouth import (
     MouthPalette, PhotoMouthPlan, palette_from, plan_for, pose_for, pose_towards, synthesize,
@@ -34,13 +34,22 @@ from models.photo_mouth import (
 
 FEATHER = 0.045          # blur sigma of the video blend mask, × eye distance
 SHRINK = 0.07            # erosion before the blur, so the feather stays inside the outline
-BOX_MARGIN = 0.2         # region around the blend outline, × eye distance
-SHOWS_TEETH_GAP = 0.06   # a real mouth open this far (× eye distance) shows its own teeth
+REACH = 0.2              # how far beyond the outline the mask may grow over differences
+BOX_MARGIN = REACH + 0.25  # region around the blend outline (reach + feather tails)
 PLAN_CACHE = 64
+CROP_CACHE_BYTES = 192 * 2**20   # decoded library mouth regions kept per renderer
 
 
 class RenderError(ValueError):
     """A render request that cannot be served (bad frame index or shape)."""
+
+
+@dataclass(frozen=True)
+class _Crop:
+    """A library frame's mouth region, kept so the frame need not be decoded again."""
+
+    image: np.ndarray
+    origin: np.ndarray    # (2,) its top-left corner in frame pixels
 
 
 class MouthRenderer:
@@ -54,8 +63,10 @@ class MouthRenderer:
             MouthLibrary(avatar.mouth_features, self._landmarks, getattr(avatar, "face_found", None))
             if self.kind == "video" else None
         )
+        self._crops: OrderedDict[int, _Crop] = OrderedDict()
+        self._crop_bytes = 0
         self._previous: int | None = None
-        self._last: tuple[int, tuple, np.ndarray] | None = None
+        self._last: tuple[int, tuple, LibraryPick | None] | None = None
 
     def reset(self) -> None:
         self._previous = None
@@ -64,14 +75,15 @@ class MouthRenderer:
     def render(self, frame_index: int, shape: MouthShape) -> np.ndarray:
         i = self._check_index(frame_index)
         key = _shape_key(shape)
-        if self._last is not None and self._last[0] == i and self._last[1] == key:
-            return self._last[2].copy()
         if self._library is None:
-            out = self._render_photo(i, shape)
-        else:
-            out = self._render_video(i, shape)
-        self._last = (i, key, out)
-        return out.copy()
+            return self._render_photo(i, shape)
+        # The same request twice in a row is answered with the same library pick, so
+        # the pick's own continuity bonus cannot move it on to the next frame.
+        repeat = self._last is not None and self._last[:2] == (i, key)
+        pick = self._last[2] if repeat else self._library.pick(shape.as_vector(), i, self._previous)
+        self._previous = pick.index
+        self._last = (i, key, pick)
+        return self._render_video(i, shape, pick)
 
     # ---------------------------------------------------------------------- photo
 
@@ -109,53 +121,67 @@ class MouthRenderer:
 
     # ---------------------------------------------------------------------- video
 
-    def _render_video(self, i: int, shape: MouthShape) -> np.ndarray:
-        assert self._library is not None
-        pick = self._library.pick(shape.as_vector(), i, self._previous)
-        self._previous = pick.index
+    def _render_video(self, i: int, shape: MouthShape, pick: LibraryPick) -> np.ndarray:
         frame = self.avatar.frame_readonly(i)
-        warp_open = pick.open_deficit > OPEN_SLACK
-        if pick.index == i and not warp_open:
-            return frame.copy()
         j = pick.index
-        source = self.avatar.frame_readonly(j)
-        drop = 0.0
-        if warp_open:
-            source, drop = self._opened(j, source, shape)
+        if pick.open_deficit > OPEN_SLACK:
+            source, drop = self._opened(j, shape)
             if j == i:  # the frame's own mouth, opened: the warp is seamless by itself
-                return source if source is not frame else frame.copy()
+                return source
+            crop = _Crop(source, np.zeros(2, np.float32))
+        elif j == i:
+            return frame.copy()
+        else:
+            crop, drop = self._crop(j), 0.0
         m = self._library.alignment(j, i)
-        lm_j = _apply(m, self._landmarks[j])
-        lm_i = self._landmarks[i]
+        lm_i, lm_j = self._landmarks[i], _apply(m, self._landmarks[j])
         s = float(np.linalg.norm(lm_i[263] - lm_i[33]))
         outlines = [lower_face_outline(lm_i), lower_face_outline(lm_j, jaw_drop=drop)]
         x0, y0, x1, y1 = _box(np.concatenate(outlines), BOX_MARGIN * s, frame.shape[:2])
         offset = np.array([x0, y0], np.float32)
         size = (y1 - y0, x1 - x0)
+        # Frame j's pixel p lands at m·p in frame i; the crop and the region are offsets.
         shifted = m.copy()
-        shifted[:, 2] -= offset
-        patch = cv2.warpAffine(source, shifted, (size[1], size[0]), flags=cv2.INTER_LINEAR,
+        shifted[:, 2] += m[:, :2] @ crop.origin - offset
+        patch = cv2.warpAffine(crop.image, shifted, (size[1], size[0]), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
-        alpha = feather_mask([o - offset for o in outlines], size, s, FEATHER, SHRINK)
         base = frame[y0:y1, x0:x1]
+        alpha = feather_mask([o - offset for o in outlines], size, s, FEATHER, SHRINK,
+                             patch=patch, base=base, reach=REACH)
         patch = colour_transfer(patch, base, _skin_region(alpha, [lm_i, lm_j], offset, size, s))
         out = frame.copy()
         out[y0:y1, x0:x1] = composite(base, patch, alpha)
         return out
 
-    def _opened(self, j: int, source: np.ndarray, shape: MouthShape) -> tuple[np.ndarray, float]:
+    def _crop(self, j: int) -> _Crop:
+        """Frame ``j``'s lower face, generously bounded; decoded once and kept."""
+        hit = self._crops.get(j)
+        if hit is not None:
+            self._crops.move_to_end(j)
+            return hit
+        frame = self.avatar.frame_readonly(j)
+        lm = self._landmarks[j]
+        s = float(np.linalg.norm(lm[263] - lm[33]))
+        # Room for the blend region of any frame it is aligned to (poses differ a little).
+        x0, y0, x1, y1 = _box(lower_face_outline(lm, jaw_drop=0.3), (BOX_MARGIN + 0.35) * s, frame.shape[:2])
+        crop = _Crop(frame[y0:y1, x0:x1].copy(), np.array([x0, y0], np.float32))
+        self._crops[j] = crop
+        self._crop_bytes += crop.image.nbytes
+        while self._crop_bytes > CROP_CACHE_BYTES and len(self._crops) > 1:
+            _, old = self._crops.popitem(last=False)
+            self._crop_bytes -= old.image.nbytes
+        return crop
+
+    def _opened(self, j: int, shape: MouthShape) -> tuple[np.ndarray, float]:
         """Frame ``j`` with its real mouth warped further open (the library lacks wider ones)."""
+        source = self.avatar.frame_readonly(j)
         plan = self._plan(j, source)
         pose = pose_towards(shape, plan.curves)
-        palette = self._palette_for(source, j)
-        palette = dataclasses.replace(
-            palette, shows_teeth=palette.shows_teeth and plan.curves.gap > SHOWS_TEETH_GAP)
-        roi = synthesize(source, plan, pose, palette)
-        if roi is None:
-            return source, 0.0
+        roi = synthesize(source, plan, pose, self._palette_for(source, j))
         opened = source.copy()
-        x0, y0, x1, y1 = plan.box
-        opened[y0:y1, x0:x1] = roi
+        if roi is not None:
+            x0, y0, x1, y1 = plan.box
+            opened[y0:y1, x0:x1] = roi
         return opened, pose.drop
 
     def _check_index(self, frame_index: int) -> int:

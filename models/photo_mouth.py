@@ -27,7 +27,7 @@ from models.mouth_shape import MouthShape
 FULL_GAP = 0.35          # inner-lip gap at openness 1 (the scale face_landmarks measures)
 MIN_ADDED_GAP = 0.16     # a photo that already shows teeth still opens this much at openness 1
 UPPER_SHARE = 0.2        # fraction of the opening taken by the upper lip rising
-CORNER_SPREAD = 0.05     # corner shift per unit of width (each side)
+CORNER_SPREAD = 0.06     # corner shift per unit of width (each side)
 CORNER_PUCKER = 0.055    # inward corner shift at full rounding
 LIP_PUCKER = 0.03        # lips thicken (protrude) at full rounding
 SHAPE_GATE = 0.12        # openness at which width/rounding act fully (see pose_for)
@@ -59,6 +59,7 @@ class MouthPose:
     pucker: float          # lip thickening
     cavity_width: float    # fraction of the inner-lip width that opens
     exponent: float        # opening profile: small = boxy (spread), 0.5 = elliptic (round)
+    repaint: bool = False  # paint the whole inner mouth, not only the newly opened gap
 
     @property
     def is_identity(self) -> bool:
@@ -136,7 +137,8 @@ def pose_for(shape: MouthShape, curves: LipCurves) -> MouthPose:
         drop=drop,
         corner=gate * (CORNER_SPREAD * w - CORNER_PUCKER * r),
         pucker=gate * LIP_PUCKER * r,
-        cavity_width=1.0 - 0.4 * r,
+        # Lips that already part over teeth cannot pucker narrower than those teeth.
+        cavity_width=1.0 - (0.1 if curves.gap > 0.05 else 0.4) * r,
         exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0),
     )
 
@@ -146,14 +148,15 @@ def pose_towards(shape: MouthShape, curves: LipCurves) -> MouthPose:
 
     Used on a video frame whose own mouth is the closest the person ever made but
     not open enough: only the missing opening is added, width and rounding stay
-    the real ones.
+    the real ones.  The whole inner mouth is repainted, because the real one (lit
+    from a narrower opening) would not continue into the painted gap.
     """
     o = float(np.clip(shape.openness, 0.0, 1.0))
     r = float(np.clip(shape.rounding, 0.0, 1.0))
     w = float(np.clip(shape.width, -1.0, 1.0))
     return MouthPose(
         openness=o, drop=max(0.0, o * FULL_GAP - curves.gap), corner=0.0, pucker=0.0,
-        cavity_width=1.0 - 0.4 * r, exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0),
+        cavity_width=1.0, exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0), repaint=True,
     )
 
 
@@ -171,10 +174,13 @@ def _horizontal(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose) -> 
     inside = pose.corner * a / out_corner
     outside = pose.corner * (1.0 - _smoothstep((a - out_corner) / STRETCH_REACH))
     d = np.where(a <= out_corner, inside, outside)
-    band_top = float(c.upper_outer[1].min()) - 0.04
+    # Full effect on the lips, fading out below them and, above, before the nose
+    # (which also keeps the field zero on the region's border).
+    band_top = float(c.upper_outer[1].min()) - 0.02
+    fade_top = max(0.02, band_top - (c.subnasale - 0.02))
     band_bottom = float(c.lower_outer[1].max()) + pose.drop + 0.04
-    dist = np.maximum(np.maximum(band_top - v, v - band_bottom), 0.0)
-    return (np.sign(u - mid) * d * (1.0 - _smoothstep(dist / 0.2))).astype(np.float32)
+    fade = np.maximum((band_top - v) / fade_top, (v - band_bottom) / 0.2)
+    return (np.sign(u - mid) * d * (1.0 - _smoothstep(fade))).astype(np.float32)
 
 
 def _lens(u: np.ndarray, c: LipCurves, pose: MouthPose) -> np.ndarray:
@@ -258,7 +264,8 @@ def palette_from(image: np.ndarray, landmarks: np.ndarray) -> MouthPalette:
     skin = (np.abs(u) < 0.18) & (v > at(c.lower_outer, u) + 0.06) & (v < at(c.jaw, u) - 0.06)
     lip = _median(roi[lips], fallback=np.array([110, 120, 170], np.float32))
     skin_c = _median(roi[skin], fallback=lip * 1.1)
-    inner = roi[between & (v > upper_in + 0.01) & (v < lower_in - 0.01)]
+    # Upper teeth show just under the upper lip: look at the top part of the opening.
+    inner = roi[between & (v > upper_in + 0.01) & (v < upper_in + 0.4 * (lower_in - upper_in))]
     teeth, shows = _teeth(inner, skin_c, c.gap)
     lab = _lab(lip)
     cavity = _bgr(np.array([max(10.0, 0.11 * lab[0]), 128 + 0.5 * (lab[1] - 128), 128 + 0.3 * (lab[2] - 128)]))
@@ -326,7 +333,7 @@ def cavity_outline(plan: PhotoMouthPlan, pose: MouthPose, n: int = 28) -> tuple[
     u_src = (mid - half * np.cos(np.linspace(0.0, np.pi, n))).astype(np.float32)
     lens = _lens(u_src, c, pose)
     split = at(c.lower_inner, u_src)
-    top = split - UPPER_SHARE * pose.drop * lens
+    top = (at(c.upper_inner, u_src) if pose.repaint else split) - UPPER_SHARE * pose.drop * lens
     bottom = split + (1.0 - UPPER_SHARE) * pose.drop * lens
     edges = []
     for v in (top, bottom):
@@ -342,8 +349,9 @@ def _paint_cavity(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose, pal: M
     x0, y0 = plan.box[0], plan.box[1]
     poly = np.concatenate([top, bottom[::-1]])
     poly_px = plan.frame.to_image(poly) - np.array([x0, y0], np.float32)
-    bx0, by0 = np.floor(poly_px.min(0)).astype(int) - 2
-    bx1, by1 = np.ceil(poly_px.max(0)).astype(int) + 3
+    pad = 2 + int(np.ceil(1.05 * plan.frame.s / 60.0))  # room for the edge blur below
+    bx0, by0 = np.floor(poly_px.min(0)).astype(int) - pad
+    bx1, by1 = np.ceil(poly_px.max(0)).astype(int) + pad + 1
     h, w = roi.shape[:2]
     bx0, by0, bx1, by1 = max(bx0, 0), max(by0, 0), min(bx1, w), min(by1, h)
     if bx1 - bx0 < 2 or by1 - by0 < 2:
@@ -353,16 +361,25 @@ def _paint_cavity(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose, pal: M
     cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=4)
     if not mask.any():
         return
+    alpha = mask.astype(np.float32) / 255.0
+    px = plan.frame.s / 60.0  # pixels per "62 px face" unit, for blur sizes
+    # The lips' inner edge is soft, and the lips shade what lies just behind them:
+    # darken towards the outline, isotropically (a blur of the mask measures nearness).
+    inner = cv2.GaussianBlur(alpha, (0, 0), max(0.6, 1.2 * px))
+    alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.35, 0.35 * px))
     u, v = plan.uv_in(bx0, by0, bx1, by1)
-    paint = _inner_mouth(u, v, top, bottom, plan, pose, pal)
-    alpha = mask.astype(np.float32)[..., None] / 255.0
+    paint, teeth = _inner_mouth(u, v, top, bottom, plan, pose, pal)
+    shade = 0.62 + 0.38 * _smoothstep(inner * 1.6 - 0.3)
+    paint *= (shade + (1.0 - shade) * 0.7 * teeth)[..., None]
+    a = alpha[..., None]
     region = roi[by0:by1, bx0:bx1]
-    region[:] = np.clip(region * (1.0 - alpha) + paint * alpha + 0.5, 0, 255).astype(np.uint8)
+    region[:] = np.clip(region * (1.0 - a) + paint * a + 0.5, 0, 255).astype(np.uint8)
 
 
 def _inner_mouth(u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarray,
-                 plan: PhotoMouthPlan, pose: MouthPose, pal: MouthPalette) -> np.ndarray:
-    """Inner-mouth colours for the pixels (u, v) given the gap's edges."""
+                 plan: PhotoMouthPlan, pose: MouthPose,
+                 pal: MouthPalette) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-mouth colours for the pixels (u, v) given the gap's edges, and where teeth are."""
     y_top = np.interp(u, top[:, 0], top[:, 1])
     y_bot = np.interp(u, bottom[:, 0], bottom[:, 1])
     left, right = float(top[0, 0]), float(top[-1, 0])
@@ -380,35 +397,41 @@ def _inner_mouth(u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarr
     dome = (0.5 * depth) * np.sqrt(np.clip(1.0 - (a / 0.8) ** 2, 0.0, 1.0))
     tongue_a = _smoothstep((dome - from_bot) / (0.25 * depth + 1e-3) + 0.5)
     tongue_a = tongue_a * 0.9 * _smoothstep((o - 0.25) / 0.35)
-    tongue = pal.tongue * (0.6 + 0.5 * _smoothstep(1.0 - from_bot / (dome + 1e-3)))[..., None]
+    hump = np.exp(-((from_bot / (dome + 1e-3) - 0.55) / 0.35) ** 2)  # lit where it bulges up
+    tongue = pal.tongue * (0.55 + 0.4 * hump)[..., None]
     out = out + (tongue - out) * tongue_a[..., None]
     lower_h = 0.022 * _smoothstep((o - 0.55) / 0.3)
     if lower_h > 1e-3:  # the tips of the lower incisors, mostly hidden by the lower lip
         band = _smoothstep((lower_h * (1 - 0.8 * a * a) - from_bot) / 0.012 + 0.5)
-        band = band * 0.5 * (1.0 - _smoothstep((np.abs(a) - 0.25) / 0.25))
+        band = band * 0.5 * (1.0 - _smoothstep((np.abs(a) - 0.2) / 0.15))
         out = out + (pal.teeth * 0.55 - out) * band[..., None]
-    if not pal.shows_teeth:
-        out = _upper_teeth(out, a, from_top, depth, pose, pal)
-    # Lips cast a thin shadow on whatever lies right behind their inner edge.
-    rim = 1.0 - 0.35 * np.exp(-(np.minimum(from_top, from_bot) / 0.012) ** 2)
-    return (out * rim[..., None]).astype(np.float32)
+    teeth = np.zeros_like(a)
+    if pose.repaint or not pal.shows_teeth:
+        out, teeth = _upper_teeth(out, a, from_top, depth, 0.5 * (right - left), pose, pal)
+    return out.astype(np.float32), teeth
 
 
-def _upper_teeth(out: np.ndarray, a: np.ndarray, from_top: np.ndarray, depth: float,
-                 pose: MouthPose, pal: MouthPalette) -> np.ndarray:
-    """A band of upper incisors hanging from the upper lip, receding into shade at the sides."""
-    height = min(0.085, 0.55 * depth) * (1.0 - 0.45 * a * a)
-    edge = _smoothstep((height - from_top) / 0.01 + 0.5)
-    edge = edge * (1.0 - _smoothstep((np.abs(a) - 0.72) / 0.25))
-    # Incisor boundaries: faint darker lines at the centre and between the front teeth.
-    seams = np.zeros_like(a)
-    for x in (0.0, -0.2, 0.2, -0.38, 0.38):
-        seams = np.maximum(seams, np.exp(-((a - x) / 0.025) ** 2))
-    shade = (0.68 + 0.32 * np.cos(np.clip(a, -1, 1) * 1.2)) * (1.0 - 0.12 * seams)
-    shade = shade * (0.7 + 0.3 * _smoothstep(from_top / (0.3 * height + 1e-3)))  # lip shadow
-    teeth = pal.teeth * shade[..., None]
-    return out + (teeth - out) * edge[..., None]
+# Upper tooth boundaries from the midline, in eye distances, as seen from the front:
+# central and lateral incisors, canine, premolars (narrower as the arch turns away).
+TOOTH_EDGES = np.array([0.0, 0.09, 0.16, 0.21, 0.25, 0.285, 0.315, 0.34, 0.365], np.float32)
 
 
-def plan_and_palette(image: np.ndarray, landmarks: np.ndarray) -> tuple[PhotoMouthPlan, MouthPalette]:
-    return plan_for(landmarks, image.shape[:2]), palette_from(image, landmarks)
+def _upper_teeth(out: np.ndarray, a: np.ndarray, from_top: np.ndarray, depth: float, half: float,
+                 pose: MouthPose, pal: MouthPalette) -> tuple[np.ndarray, np.ndarray]:
+    """Upper teeth hanging from the upper lip: one rounded crown per tooth, receding
+    into the shade of the cheeks towards the mouth corners."""
+    x = np.abs(a) * half                                  # distance from the midline
+    k = np.clip(np.searchsorted(TOOTH_EDGES, x), 1, len(TOOTH_EDGES) - 1)
+    left, right = TOOTH_EDGES[k - 1], TOOTH_EDGES[k]
+    t = np.clip((x - left) / (right - left), 0.0, 1.0)    # position across this tooth
+    crown = 1.0 - 0.35 * (2.0 * t - 1.0) ** 4             # rounded incisal corners
+    length = np.where(k <= 2, 1.0, np.where(k == 3, 1.05, 0.85))  # canines are longest
+    height = min(0.085, 0.55 * depth) * crown * length * (1.0 - 0.3 * np.clip(x / 0.3, 0, 1) ** 2)
+    edge = _smoothstep((height - from_top) / 0.008 + 0.5)
+    edge = edge * (1.0 - _smoothstep((x - 0.8 * half) / (0.25 * half + 1e-3)))
+    gap = 1.0 - 0.14 * np.exp(-((np.minimum(t, 1.0 - t) * (right - left)) / 0.004) ** 2)
+    side = 0.62 + 0.38 * np.clip(1.0 - (x / max(half, 1e-3)) ** 2, 0.0, 1.0)
+    lip_shadow = 0.78 + 0.22 * _smoothstep(from_top / (0.35 * height + 1e-3))
+    tip = 1.0 - 0.12 * _smoothstep((from_top - 0.75 * height) / (0.25 * height + 1e-3))  # translucent edge
+    teeth = pal.teeth * (side * gap * lip_shadow * tip)[..., None]
+    return out + (teeth - out) * edge[..., None], edge

@@ -99,12 +99,14 @@ def scale_phones(phones: list[PhoneSpan], factor: float) -> list[PhoneSpan]:
     return [PhoneSpan(p.start * factor, p.end * factor, p.phone, p.alphabet) for p in phones]
 
 
-def utterance_frames(utt: AlignedUtterance, rng: np.random.Generator, augment: bool) -> UtteranceFrames:
+def utterance_frames(
+    utt: AlignedUtterance, rng: np.random.Generator, augment: bool, babble: list[np.ndarray] | None = None
+) -> UtteranceFrames:
     audio, phones = utt.audio, list(utt.phones)
     if augment:
         from models.augment import augment as augment_audio
 
-        audio, time_scale = augment_audio(audio, rng)
+        audio, time_scale = augment_audio(audio, rng, babble_sources=babble)
         phones = scale_phones(phones, float(time_scale))
     audio = np.asarray(audio, dtype=np.float32)
     duration = len(audio) / SAMPLE_RATE
@@ -123,16 +125,24 @@ def augmentation_available() -> bool:
     return True
 
 
-def _frames_job(args: tuple[AlignedUtterance, int, int, int]) -> UtteranceFrames:
-    utt, seed, utt_index, variant = args
+def _frames_job(args: tuple[AlignedUtterance, int, int, int, list[np.ndarray]]) -> UtteranceFrames:
+    utt, seed, utt_index, variant, babble = args
     rng = np.random.default_rng([seed, utt_index, variant])
-    return utterance_frames(utt, rng, augment=variant > 0)
+    return utterance_frames(utt, rng, augment=variant > 0, babble=babble)
 
 
 def build_frameset(
     utts: list[AlignedUtterance], variants: int, seed: int, workers: int, desc: str
 ) -> FrameSet:
-    jobs = [(u, seed, i, r) for i, u in enumerate(utts) for r in range(variants)]
+    pick = np.random.default_rng([seed, 99])
+
+    def babble_for(i: int, r: int) -> list[np.ndarray]:
+        # other speakers of the same set as background talkers
+        if r == 0 or len(utts) < 4:
+            return []
+        return [utts[j].audio for j in pick.choice(len(utts), 3, replace=False) if j != i]
+
+    jobs = [(u, seed, i, r, babble_for(i, r)) for i, u in enumerate(utts) for r in range(variants)]
     parts: list[UtteranceFrames] = []
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -169,37 +179,49 @@ def concat_frames(parts: list[UtteranceFrames]) -> FrameSet:
 
 # --------------------------------------------------------------------------- corpus
 def read_corpus(path: Path) -> tuple[list[AlignedUtterance], dict]:
-    """Utterances and manifest of a corpus directory (or a pickled list, for development)."""
+    """All utterances (both splits; ``meta['split']``) and the manifest of a corpus.
+
+    A pickled list of AlignedUtterance is accepted too, for quick experiments.
+    """
     path = Path(path)
     if path.suffix == ".pkl" and path.is_file():
         import pickle
 
         with path.open("rb") as f:
-            return pickle.load(f), {"dev_pickle": str(path)}
-    raise TrainError(f"no corpus at {path}")
+            return pickle.load(f), {"pickle": str(path)}
+    from models.corpus import CorpusError, iter_utterances, load_manifest
+
+    try:
+        manifest = load_manifest(path)
+        utts = list(tqdm(iter_utterances(path, split=None), desc="read corpus", unit="utt"))
+    except CorpusError as exc:
+        raise TrainError(str(exc)) from exc
+    if not utts:
+        raise TrainError(f"the corpus at {path} has no utterances yet")
+    return utts, manifest
 
 
 def split_by_voice(
-    utts: list[AlignedUtterance], val_fraction: float, seed: int
+    utts: list[AlignedUtterance], seed: int
 ) -> tuple[list[AlignedUtterance], list[AlignedUtterance], list[str]]:
-    """Hold out whole voices: per engine, every k-th voice (engines with a single
-    voice keep it for training; their corpus held-out utterances still validate)."""
-    by_engine: dict[str, list[str]] = {}
+    """Hold out one English voice of every engine that has several, entirely:
+    the network must work for voices it never heard (the user's).  Single-voice
+    engines are validated on their corpus validation texts only."""
+    by_engine: dict[str, set[str]] = {}
     for u in utts:
-        engine = u.source.split("/")[0]
-        if u.source not in by_engine.setdefault(engine, []):
-            by_engine[engine].append(u.source)
+        if u.language.startswith("en"):
+            by_engine.setdefault(u.source.split("/")[0], set()).add(u.source)
     rng = np.random.default_rng(seed)
-    held: set[str] = set()
-    for engine, voices in sorted(by_engine.items()):
-        if len(voices) < 2:
-            continue
-        k = max(1, int(round(val_fraction * len(voices))))
-        for i in rng.choice(len(voices), size=k, replace=False):
-            held.add(sorted(voices)[i])
-    train = [u for u in utts if u.source not in held and not u.meta.get("heldout")]
-    val = [u for u in utts if u.source in held or u.meta.get("heldout")]
-    return train, val, sorted(held)
+    held = sorted(
+        sorted(voices)[int(rng.integers(len(voices)))] for _, voices in sorted(by_engine.items()) if len(voices) > 1
+    )
+    train = [u for u in utts if u.source not in held and not _is_val(u)]
+    val = [u for u in utts if u.source in held or _is_val(u)]
+    return train, val, held
+
+
+def _is_val(u: AlignedUtterance) -> bool:
+    return u.meta.get("split") == "val" or bool(u.meta.get("heldout"))
 
 
 # --------------------------------------------------------------------------- loss
@@ -218,7 +240,7 @@ def loss_fn(
     err = F.huber_loss(raw, targets_to_raw(shapes), delta=0.1, reduction="none")
     shape_loss = 4.0 * err[:, 0] + err[:, 1] + err[:, 2]
     total = (weights * (ce + 4.0 * shape_loss)).sum() / weights.sum()
-    return total, {"ce": float(ce.mean()), "shape": float(shape_loss.mean())}
+    return total, {"ce": float(ce.detach().mean()), "shape": float(shape_loss.detach().mean())}
 
 
 # --------------------------------------------------------------------------- eval
@@ -267,7 +289,6 @@ class TrainConfig:
     batch: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.02
-    val_fraction: float = 0.2
     steps: int | None = None
     workers: int = 2
     threads: int = 2
@@ -301,7 +322,7 @@ def _train_step(net: MouthNet, opt: torch.optim.Optimizer, data: FrameSet, idx: 
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
     opt.step()
-    return {"loss": float(loss), **parts}
+    return {"loss": float(loss.detach()), **parts}
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -312,7 +333,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.max_utterances:
         rng = np.random.default_rng(cfg.seed)
         utts = [utts[i] for i in sorted(rng.permutation(len(utts))[: cfg.max_utterances])]
-    train_utts, val_utts, held = split_by_voice(utts, cfg.val_fraction, cfg.seed)
+    train_utts, val_utts, held = split_by_voice(utts, cfg.seed)
     if not train_utts or not val_utts:
         raise TrainError(f"need training and validation utterances; got {len(train_utts)} and {len(val_utts)}")
     print(f"{len(train_utts)} training and {len(val_utts)} validation utterances; held-out voices: {held}")
@@ -385,7 +406,9 @@ def manifest_summary(manifest: dict, train_utts: list[AlignedUtterance], val_utt
         return {k: round(v, 2) for k, v in sorted(out.items())}
 
     return {
-        "manifest_keys": sorted(manifest)[:20],
+        "manifest": {k: manifest.get(k) for k in ("format", "seed", "target_minutes", "complete", "updated")}
+        | {"minutes": manifest.get("totals", {}).get("minutes"),
+           "minutes_per_engine": {e: v.get("minutes") for e, v in manifest.get("totals", {}).get("per_engine", {}).items()}},
         "train_utterances": len(train_utts),
         "val_utterances": len(val_utts),
         "train_minutes_by_voice": minutes(train_utts),

@@ -333,7 +333,8 @@ def frame_targets(phones: Sequence[PhoneSpan], times: np.ndarray) -> tuple[np.nd
         mid, half = 0.5 * (s.start + s.end), 0.5 * (s.end - s.start)
         core = max(half - BLEND_HALF_S, 0.5 * half)
         shape[np.abs(times - mid) <= core, 0] = 0.0
-    shape[:, 0] = np.clip(shape[:, 0], 0.0, 1.0)
+    # blend weights sum to 1 only up to rounding; keep every value inside its range
+    shape = np.clip(shape, [0.0, -1.0, 0.0], [1.0, 1.0, 1.0])
     return visemes, shape.astype(np.float32)
 
 

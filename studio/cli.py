@@ -132,10 +132,12 @@ def _report_items(snap: BatchProgress, reported: set[str], out: Path, bar) -> No
         item = view.item
         if item.status.terminal and item.id not in reported:
             reported.add(item.id)
+            # Per-item outcomes go to stdout (scripts read them); the bar lives on stderr.
             if item.status is ItemStatus.DONE:
-                bar.write(f"  ok      {view.video_name} -> {out / item.out_name}")
+                bar.write(f"ok      {view.video_name} -> {out / item.out_name}", file=sys.stdout)
             else:
-                bar.write(f"  {item.status.value:7s} {view.video_name}: {item.error or item.status.value}")
+                bar.write(f"{item.status.value:7s} {view.video_name}: {item.error or item.status.value}",
+                          file=sys.stdout)
 
 
 def _deliver(studio, results, out: Path) -> list[Path]:

@@ -40,6 +40,7 @@ class StudioConfig:
     log_backups: int = 3
     progress_interval_s: float = 0.4       # how often workers record progress / SSE polls
     checkpoint: Path | None = None         # mouth model weights; None = checkpoints/mouth_net.pt
+    avatar_root: Path | None = None        # avatar cache; None = <data_dir>/avatars (shared with live)
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else usable_cores()
@@ -59,6 +60,7 @@ class StudioPaths:
 
     data_dir: Path
     name: str = "studio"     # the CLI runs in a private folder so it never touches the server's queue
+    avatar_root: Path | None = None
 
     @property
     def root(self) -> Path:
@@ -94,7 +96,7 @@ class StudioPaths:
 
     @property
     def avatars(self) -> Path:
-        return self.data_dir / "avatars"
+        return self.avatar_root if self.avatar_root is not None else self.data_dir / "avatars"
 
     def create(self) -> "StudioPaths":
         for folder in (self.uploads, self.results, self.thumbs, self.features, self.tmp,

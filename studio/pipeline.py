@@ -43,7 +43,31 @@ def init_worker(nice: int) -> None:
             os.nice(nice)
         except OSError:
             pass
+    _die_with_parent()
     _state["parent"] = os.getppid()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the server dies.
+
+    Idle pool processes otherwise wait forever on their task pipe (each holds
+    both ends), and a busy one would finish work nobody will record.  Elsewhere
+    the parent check in ``_Progress`` still stops work at the next report.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the server died before we asked
+        os._exit(1)
 
 
 def _parent_alive() -> bool:
@@ -161,6 +185,7 @@ class RenderOutcome:
     height: int
     size: int
     prep_seconds: float
+    wait_seconds: float
     render_seconds: float
     encode_seconds: float
     wall_seconds: float
@@ -221,6 +246,12 @@ def render(job: RenderJob) -> RenderOutcome:
     except Exception as exc:  # noqa: BLE001 - every failure becomes the item's readable reason
         raise JobFailed(readable_reason(exc, job.video_name)) from None
     t_prep = time.perf_counter() - t0
+    # The batch's audio analysis may still be running in another process.
+    track_file = Path(job.track_path)
+    while not track_file.exists():
+        progress("waiting for the audio analysis", PREP_SHARE)
+        time.sleep(0.1)
+    t_wait = time.perf_counter() - t0 - t_prep
 
     audio = np.load(job.audio_path)
     track = MouthTrack.load(Path(job.track_path))
@@ -245,7 +276,7 @@ def render(job: RenderJob) -> RenderOutcome:
     storage.commit(tmp, out)
     return RenderOutcome(
         duration=duration, width=width, height=height, size=out.stat().st_size,
-        prep_seconds=t_prep, render_seconds=stats.render_seconds, encode_seconds=stats.encode_seconds,
+        prep_seconds=t_prep, wait_seconds=t_wait, render_seconds=stats.render_seconds, encode_seconds=stats.encode_seconds,
         wall_seconds=time.perf_counter() - t0, avatar_id=info.avatar_id,
         warnings=tuple(info.warnings))
 

@@ -35,12 +35,16 @@ from aiohttp import web
 from studio.config import StudioConfig
 from studio.jobs import NotFound, StudioError, result_json, upload_json
 from studio.service import Studio
+from studio.storage import disk_usage
 from studio.uploads import receive_files
 from studio.zip_export import iter_zip
 
 log = logging.getLogger(__name__)
 
 STUDIO: web.AppKey[Studio] = web.AppKey("lipstream_studio", Studio)
+# Settings may be replaced on an app until it starts (tests, embedding apps):
+# ``app[STUDIO_CONFIG] = StudioConfig(...)`` after ``create_app``.
+STUDIO_CONFIG: web.AppKey[StudioConfig] = web.AppKey("lipstream_studio_config", StudioConfig)
 _STREAMS: web.AppKey[set] = web.AppKey("lipstream_studio_streams", set)
 MAX_LOG_LINES = 1000
 SSE_KEEPALIVE_S = 15.0
@@ -311,13 +315,14 @@ async def selection_zip(request: web.Request) -> web.StreamResponse:
 # -- housekeeping ----------------------------------------------------------------------------
 
 @_json_errors
-async def usage(request: web.Request) -> web.Response:
+async def get_usage(request: web.Request) -> web.Response:
     studio = _studio(request)
-    return web.json_response(await asyncio.to_thread(studio.usage))
+    disk = await asyncio.to_thread(disk_usage, studio.paths)
+    return web.json_response(studio.usage(disk))
 
 
 @_json_errors
-async def logs(request: web.Request) -> web.Response:
+async def get_logs(request: web.Request) -> web.Response:
     n = _int_param(request, "lines", 100)
     if not 1 <= n <= MAX_LOG_LINES:
         raise StudioError(f"lines must be between 1 and {MAX_LOG_LINES}")
@@ -326,7 +331,7 @@ async def logs(request: web.Request) -> web.Response:
 
 
 @_json_errors
-async def config(request: web.Request) -> web.Response:
+async def get_config(request: web.Request) -> web.Response:
     studio = _studio(request)
     c = studio.config
     return web.json_response({"workers": studio.pool.size, "max_upload_bytes": c.max_upload_bytes,
@@ -334,7 +339,7 @@ async def config(request: web.Request) -> web.Response:
 
 
 @_json_errors
-async def voices(request: web.Request) -> web.Response:
+async def get_voices(request: web.Request) -> web.Response:
     return web.json_response({"voices": await asyncio.to_thread(_studio(request).voices)})
 
 
@@ -350,7 +355,7 @@ def setup_studio(app: web.Application, data_dir: Path, config: StudioConfig | No
     app[_STREAMS] = set()
 
     async def lifetime(app: web.Application):
-        studio = Studio(Path(data_dir), config)
+        studio = Studio(Path(data_dir), app.get(STUDIO_CONFIG, config))
         app[STUDIO] = studio
         await studio.start()
         yield
@@ -365,8 +370,8 @@ def setup_studio(app: web.Application, data_dir: Path, config: StudioConfig | No
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(end_streams)
     r = app.router
-    r.add_get("/studio/config", config)
-    r.add_get("/studio/voices", voices)
+    r.add_get("/studio/config", get_config)
+    r.add_get("/studio/voices", get_voices)
     r.add_post("/studio/batches", create_batch)
     r.add_get("/studio/batches", list_batches)
     r.add_get("/studio/batches/{batch}", get_batch)
@@ -388,7 +393,7 @@ def setup_studio(app: web.Application, data_dir: Path, config: StudioConfig | No
     r.add_get("/studio/results/{result}/thumb.jpg", result_thumb)
     r.add_get("/studio/files/{batch}/{name:.*}", download_file)
     r.add_get("/studio/zip", selection_zip)
-    r.add_get("/studio/usage", usage)
-    r.add_get("/studio/logs", logs)
+    r.add_get("/studio/usage", get_usage)
+    r.add_get("/studio/logs", get_logs)
     # Anything else under /studio answers JSON too (never aiohttp's text 404).
     r.add_route("*", "/studio/{tail:.*}", not_found)

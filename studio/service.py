@@ -53,7 +53,9 @@ class Studio:
     def __init__(self, data_dir: Path, config: StudioConfig | None = None,
                  paths: StudioPaths | None = None) -> None:
         self.config = config or StudioConfig()
-        self.paths = (paths or StudioPaths(Path(data_dir).resolve())).create()
+        root = self.config.avatar_root
+        self.paths = (paths or StudioPaths(Path(data_dir).resolve(),
+                                           avatar_root=Path(root).resolve() if root else None)).create()
         self._lock_fd = _lock_folder(self.paths.root)
         self.db = StudioDB(self.paths.db)
         self.log = JobLog(self.paths.log, self.config.log_max_bytes, self.config.log_backups)
@@ -330,10 +332,12 @@ class Studio:
 
     # -- housekeeping -------------------------------------------------------------------
 
-    def usage(self) -> dict:
+    def usage(self, disk: storage.DiskUsage | None = None) -> dict:
+        """Disk use and limits; pass ``disk`` measured off the event loop (it walks folders)."""
         c = self.config
+        disk = disk or storage.disk_usage(self.paths)
         return {
-            **storage.disk_usage(self.paths).to_json(),
+            **disk.to_json(),
             "results": self.db.count_results(),
             "retention": {"max_results": c.retention_max_results, "max_bytes": c.retention_max_bytes,
                           "max_age_days": c.retention_max_age_days},

@@ -136,12 +136,12 @@ class WorkerPool:
                 continue
             if free <= 0:
                 continue
-            if not track_path(self.paths, batch.id).exists():
-                key = f"analyze:{batch.id}"
-                if key not in self._inflight:
-                    self._launch(key, self._analyze(batch))
-                    free -= 1
-                continue
+            key = f"analyze:{batch.id}"
+            if not track_path(self.paths, batch.id).exists() and key not in self._inflight:
+                # Submitted before the batch's items, so it reaches a process first;
+                # items may then prepare their avatars while the audio is analysed.
+                self._launch(key, self._analyze(batch))
+                free -= 1
             for item in items:
                 if free <= 0:
                     break
@@ -263,36 +263,42 @@ class WorkerPool:
         try:
             outcome = await self._run_in_pool(pipeline.render, job)
         except pipeline.JobCancelled:
-            self.db.move_item(item.id, ItemStatus.CANCELLED, stage="cancelled")
-            self.log.event("item_cancelled", batch=batch.id, item=item.id, video=video.filename)
+            if self._settle(item, ItemStatus.CANCELLED, stage="cancelled"):
+                self.log.event("item_cancelled", batch=batch.id, item=item.id, video=video.filename)
         except pipeline.JobFailed as exc:
-            self.db.move_item(item.id, ItemStatus.FAILED, error=str(exc), stage="failed")
-            self.log.event("item_failed", batch=batch.id, item=item.id, video=video.filename,
-                           reason=str(exc))
+            if self._settle(item, ItemStatus.FAILED, error=str(exc), stage="failed"):
+                self.log.event("item_failed", batch=batch.id, item=item.id, video=video.filename,
+                               reason=str(exc))
         except BrokenProcessPool:
             if item.attempts >= MAX_ATTEMPTS:
                 reason = f"{video.filename}: the render process crashed on this video {item.attempts} times"
-                self.db.move_item(item.id, ItemStatus.FAILED, error=reason, stage="failed")
-                self.log.event("item_failed", batch=batch.id, item=item.id, reason=reason)
-            else:
-                self.db.move_item(item.id, ItemStatus.QUEUED, stage="retrying: render process died")
+                if self._settle(item, ItemStatus.FAILED, error=reason, stage="failed"):
+                    self.log.event("item_failed", batch=batch.id, item=item.id, reason=reason)
+            elif self._settle(item, ItemStatus.QUEUED, stage="retrying: render process died"):
                 self.log.event("item_requeued", batch=batch.id, item=item.id, reason="render process died")
         except asyncio.CancelledError:
             raise   # server stopping: the item stays running and is resumed on restart
         except Exception as exc:  # noqa: BLE001
             reason = f"{video.filename}: internal error ({type(exc).__name__}: {exc})"
-            self.db.move_item(item.id, ItemStatus.FAILED, error=reason, stage="failed")
-            self.log.event("item_failed", batch=batch.id, item=item.id, reason=reason)
+            if self._settle(item, ItemStatus.FAILED, error=reason, stage="failed"):
+                self.log.event("item_failed", batch=batch.id, item=item.id, reason=reason)
         else:
             self._record_result(item, final, render_seconds=outcome.wall_seconds)
             self.log.event("item_done", batch=batch.id, item=item.id, video=video.filename,
                            file=item.out_name, seconds=outcome.wall_seconds, prep_s=outcome.prep_seconds,
-                           render_s=outcome.render_seconds, encode_s=outcome.encode_seconds,
-                           avatar=outcome.avatar_id)
+                           wait_s=outcome.wait_seconds, render_s=outcome.render_seconds,
+                           encode_s=outcome.encode_seconds, avatar=outcome.avatar_id)
             for warning in outcome.warnings:
                 self.log.event("item_warning", batch=batch.id, item=item.id, warning=warning)
             if self.after_result is not None:
                 self.after_result()
+
+    def _settle(self, item: Item, status: ItemStatus, **fields) -> bool:
+        """Move a running item on, unless something else (a failed batch) already settled it."""
+        if self.db.get_item(item.id).status is not ItemStatus.RUNNING:
+            return False
+        self.db.move_item(item.id, status, **fields)
+        return True
 
     def _record_result(self, item: Item, final: Path, render_seconds: float) -> None:
         thumb = thumb_path(self.paths, item)

@@ -6,6 +6,7 @@ path, so a test can check that landmarks follow the face to the pixel.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -18,22 +19,41 @@ from skimage import data as skimage_data
 Path2D = Callable[[float], tuple[float, float]]
 
 
+@functools.lru_cache(maxsize=8)
 def astronaut_bgr(side: int = 512) -> np.ndarray:
+    """The photo at ``side`` px (cached and read-only: copy before drawing on it)."""
     img = np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
-    return img if side == 512 else cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    img = img if side == 512 else cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    img.setflags(write=False)
+    return img
 
 
 def canvas_with_face(width: int, height: int, face_side: int, x: float, y: float,
                      face: np.ndarray | None = None) -> np.ndarray:
     """A gradient canvas with the astronaut (``face_side`` px square) at sub-pixel (x, y)."""
     face = astronaut_bgr(face_side) if face is None else face
+    canvas = _gradient(width, height).copy()
+    ix, iy = int(np.floor(x)), int(np.floor(y))
+    fh, fw = face.shape[:2]
+    # Shift by the fractional part inside a patch one pixel larger, then paste whole pixels.
+    m = np.float32([[1, 0, x - ix], [0, 1, y - iy]])
+    patch = cv2.warpAffine(face, m, (fw + 1, fh + 1), flags=cv2.INTER_LINEAR)
+    mask = (cv2.warpAffine(np.full((fh, fw), 255, np.uint8), m, (fw + 1, fh + 1)) > 127).astype(np.uint8)
+    x0, y0 = max(ix, 0), max(iy, 0)
+    x1, y1 = min(ix + fw + 1, width), min(iy + fh + 1, height)
+    if x1 <= x0 or y1 <= y0:
+        return canvas
+    sub = (slice(y0 - iy, y1 - iy), slice(x0 - ix, x1 - ix))
+    region = canvas[y0:y1, x0:x1]
+    cv2.copyTo(np.ascontiguousarray(patch[sub]), np.ascontiguousarray(mask[sub]), region)
+    return canvas
+
+
+@functools.lru_cache(maxsize=8)
+def _gradient(width: int, height: int) -> np.ndarray:
     gx = np.linspace(40, 90, width, dtype=np.float32)
     gy = np.linspace(0, 40, height, dtype=np.float32)[:, None]
-    canvas = np.repeat((gx[None, :] + gy)[:, :, None], 3, axis=2).astype(np.uint8)
-    m = np.float32([[1, 0, x], [0, 1, y]])
-    warped = cv2.warpAffine(face, m, (width, height), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpAffine(np.full(face.shape[:2], 255, np.uint8), m, (width, height))
-    return np.where(mask[:, :, None] > 127, warped, canvas)
+    return np.repeat((gx[None, :] + gy)[:, :, None], 3, axis=2).astype(np.uint8)
 
 
 def write_video(path: Path, frames, fps: float | Fraction, codec: str = "libx264",

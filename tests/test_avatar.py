@@ -165,7 +165,8 @@ def test_short_gap_without_face_is_filled_with_a_warning(media, cache_root):
     hidden = range(25, 33)   # 1.00-1.32 s: the face leaves the picture
     frames = [canvas_with_face(320, 240, 240, 40 + i, 0 if i not in hidden else 1000) for i in range(n)]
     info = prepare_avatar(write_video(media / "gap.mp4", frames, fps), cache_root)
-    assert len(info.warnings) == 1 and "8 frame" in info.warnings[0] and "1.00-1.32 s" in info.warnings[0]
+    gap_warnings = [w for w in info.warnings if "no face" in w]
+    assert len(gap_warnings) == 1 and "8 frame" in gap_warnings[0] and "1.00-1.32 s" in gap_warnings[0]
     avatar = load_avatar(info.avatar_id, cache_root)
     assert avatar.face_found.tolist() == [i not in hidden for i in range(n)]
     # Interpolated landmarks lie between the neighbours (the face moves 1 px per frame).
@@ -188,10 +189,10 @@ def test_video_without_any_face(media, cache_root):
 
 def test_single_frame_video_becomes_a_photo_and_short_video_is_refused(media, cache_root):
     still = canvas_with_face(320, 320, 300, 10, 10)
-    info = prepare_avatar(write_video(media / "still.mp4", [still], 25), cache_root)
-    assert info.kind == "photo" and info.n_frames == 210
+    info = prepare_avatar(write_video(media / "still.mp4", [still], 25), cache_root, fps=10)
+    assert info.kind == "photo" and info.n_frames == 84
     with pytest.raises(AvatarError, match="too short"):
-        prepare_avatar(write_video(media / "blip.mp4", [still] * 5, 25), cache_root)
+        prepare_avatar(write_video(media / "blip.mp4", [still] * 5, 25), cache_root, fps=10)
 
 
 def test_too_long_video_is_refused(moving_video, cache_root):
@@ -213,6 +214,13 @@ def test_default_avatar_is_a_photo_loop_built_once(photo_avatar, cache_root):
     assert time.perf_counter() - t0 < 0.5
 
 
+def test_default_avatar_is_rebuilt_for_another_fps(tmp_path):
+    assert default_avatar(tmp_path, fps=2.5).info.n_frames == 21
+    again = default_avatar(tmp_path, fps=5.0)
+    assert again.info.fps == 5.0 and again.info.n_frames == 42 and len(again.loop_order) == 42
+    assert [p.name for p in tmp_path.iterdir()] == ["default"]
+
+
 def test_photo_loop_blinks(photo_avatar):
     eyes = eye_openness(photo_avatar.landmarks)
     open_level = np.median(eyes)
@@ -227,8 +235,9 @@ def test_photo_loop_blinks(photo_avatar):
     x1, y1 = (lm[[33, 133, 159, 145]].max(0) + 2).astype(int)
     shut, opened = photo_avatar.frame(k)[y0:y1, x0:x1], photo_avatar.frame(0)[y0:y1, x0:x1]
     assert np.abs(shut.astype(int) - opened.astype(int)).mean() > 12
-    # The white of the eye disappears when the lid closes.
-    assert (shut.min(axis=2) > 170).sum() < 0.3 * max((opened.min(axis=2) > 170).sum(), 1)
+    # FaceMesh itself, run afresh on the pixels, sees the eyes closing.
+    assert eye_openness(find_faces(photo_avatar.frame(k))[0])[0] < 0.75 * eye_openness(
+        find_faces(photo_avatar.frame(0))[0])[0]
 
 
 def test_photo_loop_sways_but_the_mouth_stays_still(photo_avatar):
@@ -269,10 +278,22 @@ def test_two_face_photo_uses_the_largest_with_a_warning(media, cache_root):
     canvas[:, 512:] = astronaut_bgr()
     path = media / "two.png"
     cv2.imwrite(str(path), canvas)
-    info = prepare_avatar(path, cache_root)
+    info = prepare_avatar(path, cache_root, fps=10)
     assert info.kind == "photo" and any("2 faces" in w and "largest" in w for w in info.warnings)
     avatar = load_avatar(info.avatar_id, cache_root)
     assert avatar.landmarks[0, :, 0].min() > 512
+
+
+def test_two_face_video_tracks_the_largest_with_a_warning(media, cache_root):
+    small = astronaut_bgr(200)
+    frames = []
+    for i in range(25):
+        canvas = canvas_with_face(720, 400, 360, 340 + i, 20)
+        canvas[150:350, 40:240] = small
+        frames.append(canvas)
+    info = prepare_avatar(write_video(media / "two.mp4", frames, 25), cache_root)
+    assert any("2 faces" in w and "largest" in w for w in info.warnings)
+    assert load_avatar(info.avatar_id, cache_root).landmarks[:, :, 0].min() > 340
 
 
 # ---------------------------------------------------------------------------------------

@@ -122,9 +122,11 @@ def build_utterance(
     spans = [PhoneSpan(s, e, p, alphabet) for p, s, e in normalise_spans(raw, duration)]
     if not any(s.phone for s in spans):
         raise SpeechError(f"{source}: the engine produced no phones for {text[:60]!r}")
-    return AlignedUtterance(
-        audio=audio16k, phones=spans, text=text, source=source, language=language, meta=dict(meta or {})
-    )
+    info = dict(meta or {})
+    # Where the engine itself said speech ends, before clamping to the audio:
+    # a check that its timings and its waveform agree (tests compare it).
+    info["engine_end_s"] = round(max((r.end for r in raw), default=0.0), 4)
+    return AlignedUtterance(audio=audio16k, phones=spans, text=text, source=source, language=language, meta=info)
 
 
 def boundaries_to_raw(symbols: list[str], ends: list[float], start: float = 0.0) -> list[RawPhone]:

@@ -251,7 +251,30 @@ def _events_to_phones(events: list[tuple[int, str]], audio: np.ndarray, sample_r
                 out[-1][2] = e
                 continue
         out.append([phone or PAUSE, s, e])
+    _move_closures(out, audio, sample_rate)
     return [RawPhone(p, s / sample_rate, e / sample_rate) for p, s, e in out]
+
+
+def _move_closures(spans: list[list], audio: np.ndarray, sample_rate: int) -> None:
+    """Give a stop its closure.
+
+    espeak fires a voiceless stop's phoneme event at the *release*; the silent
+    closure before it (30-50 ms of digital silence) is rendered at the end of
+    the previous phone.  The lips close at the start of that silence, so the
+    boundary moves back to where the silence begins (never more than 150 ms,
+    and the previous phone keeps at least 20 ms).
+    """
+    block = max(1, sample_rate // 500)  # 2 ms
+    quiet = 30 if audio.dtype == np.int16 else 30 / 32768  # about -60 dBFS
+    for prev, cur in zip(spans, spans[1:]):
+        if prev[0] == PAUSE or cur[0] == PAUSE or prev[2] != cur[1]:
+            continue
+        limit = max(prev[1] + sample_rate // 50, cur[1] - int(0.150 * sample_rate))
+        b = cur[1]
+        while b - block >= limit and np.abs(audio[b - block : b]).max() <= quiet:
+            b -= block
+        if cur[1] - b >= sample_rate // 100:  # at least 10 ms of silence
+            prev[2] = cur[1] = b
 
 
 def is_modifier(symbol: str) -> bool:

@@ -5,10 +5,15 @@ The default voice is "joe" (en_US-joe-medium, CC0) from the PyPI package
 it) works as ``voice`` too.  A voice is loaded once per process and cached.
 
 Alignments: the VITS duration predictor decides how many 256-sample frames
-each input symbol gets; piper exposes that tensor (``include_alignments``,
-which patches the graph in memory and needs the ``onnx`` package).  Its input
-symbols are espeak IPA *codepoints*, so stress marks, length marks and word
-spaces carry durations of their own.  We fold them into real phones:
+each input id gets; piper exposes that tensor (``include_alignments``, which
+patches the graph in memory and needs the ``onnx`` package).  The ids are
+espeak IPA *codepoints* with a blank (PAD) between every two of them.  A blank
+is the transition *into* the next symbol: measured on lip closures (/b/, /p/
+spans are quietest with no shift this way), giving blanks to the following
+symbol puts phone boundaries within ~10 ms of the audio, while piper's own
+grouping (blank to the preceding symbol) makes every phone ~40 ms late.
+Stress marks, length marks and word spaces carry durations of their own too;
+we fold them into real phones:
 
 * ``ˈ``/``ˌ`` (stress) go to the following phone -- acoustically they are the
   onset of the stressed vowel;
@@ -53,7 +58,8 @@ DEFAULT_VOICE = "joe"
 ENGINE = "piper"
 _STRESS = {"ˈ", "ˌ"}
 _LENGTH = {"ː", "ˑ"}
-_BOUNDARY = {"^", "$", "_"}
+_BOUNDARY = {"^", "$"}
+_BLANK = "_"  # piper's PAD id, interspersed between symbols
 _WORD_GAP = " "
 
 _cache: dict[tuple[str, int | None], "LoadedVoice"] = {}
@@ -100,11 +106,12 @@ def _voice_paths(voice: str) -> tuple[Path, Path]:
     return model, config
 
 
-def load_voice(voice: str = DEFAULT_VOICE, threads: int | None = None) -> LoadedVoice:
+def load_voice(voice: str = DEFAULT_VOICE, threads: int | None = 1) -> LoadedVoice:
     """Load (once per process) a piper voice with its alignment output enabled.
 
-    ``threads`` sets onnxruntime's intra-op threads (None = its default, all
-    cores); worker processes that share the CPU should pass 1.
+    ``threads`` sets onnxruntime's intra-op threads.  The default, 1, leaves
+    the other core to rendering and is faster on a busy 2-core machine (see
+    BENCHMARKS.md); None lets onnxruntime use every core.
     """
     key = (str(voice), threads)
     with _cache_lock:
@@ -197,7 +204,7 @@ def synthesize_sentences(
     noise_scale: float = 0.667,
     noise_w_scale: float = 0.8,
     volume: float = 0.9,
-    threads: int | None = None,
+    threads: int | None = 1,
 ) -> Iterator[np.ndarray]:
     """16 kHz float32 audio, one array per sentence, as soon as each is ready.
 
@@ -224,7 +231,7 @@ def synthesize_aligned(
     noise_scale: float = 0.667,
     noise_w_scale: float = 0.8,
     volume: float = 0.9,
-    threads: int | None = None,
+    threads: int | None = 1,
 ) -> AlignedUtterance:
     """Speech for ``text`` with IPA phone spans from the model's own durations."""
     text = check_text(text)
@@ -234,10 +241,9 @@ def synthesize_aligned(
     raw: list[RawPhone] = []
     offset = 0  # samples at the voice's rate
     for chunk in loaded.voice.synthesize(text, syn_config=cfg, include_alignments=True):
-        if chunk.phoneme_alignments is None:
+        if chunk.phoneme_id_samples is None or len(chunk.phoneme_id_samples) != len(chunk.phoneme_ids):
             raise EngineUnavailable(f"piper voice {loaded.name!r} does not expose alignments")
-        symbols = [a.phoneme for a in chunk.phoneme_alignments]
-        counts = [int(a.num_samples) for a in chunk.phoneme_alignments]
+        symbols, counts = blanks_to_next(chunk.phoneme_ids, chunk.phoneme_id_samples, _id_to_symbol(loaded))
         raw += [
             RawPhone(p, (offset + s) / chunk.sample_rate, (offset + e) / chunk.sample_rate)
             for p, s, e in fold_symbols(symbols, counts)
@@ -256,6 +262,35 @@ def synthesize_aligned(
         alphabet="ipa",
         meta={"length_scale": length_scale, "noise_scale": noise_scale, "noise_w_scale": noise_w_scale},
     )
+
+
+def _id_to_symbol(loaded: LoadedVoice) -> dict[int, str]:
+    table: dict[int, str] = {}
+    for sym, ids in loaded.voice.config.phoneme_id_map.items():
+        for i in ids:
+            table.setdefault(int(i), sym)
+    return table
+
+
+def blanks_to_next(ids, samples, id_to_symbol: dict[int, str]) -> tuple[list[str], list[int]]:
+    """Per-id sample counts -> per-symbol counts, each blank joining the symbol after it."""
+    symbols: list[str] = []
+    counts: list[int] = []
+    carry = 0
+    for i, n in zip(ids, samples):
+        sym = id_to_symbol.get(int(i), "_")
+        if sym == _BLANK:
+            carry += int(n)
+            continue
+        symbols.append(sym)
+        counts.append(int(n) + carry)
+        carry = 0
+    if carry:
+        if counts:
+            counts[-1] += carry
+        else:
+            symbols, counts = ["$"], [carry]
+    return symbols, counts
 
 
 def _is_pause(sym: str) -> bool:
