@@ -112,16 +112,18 @@ def time_renderer(avatar: Avatar, shapes: list[MouthShape]) -> dict[str, float]:
     passes = []
     for _ in range(2):
         renderer.reset()
-        times = []
+        times, edited = [], []
         for i, shape in zip(idx, shapes):
-            avatar.frame_readonly(i)      # the frame on screen is decoded by the caller anyway
+            frame = avatar.frame_readonly(i)  # the frame on screen is decoded by the caller anyway
             t = time.process_time()
-            renderer.render(i, shape)
+            out = renderer.render(i, shape)
             times.append(time.process_time() - t)
-        passes.append(np.array(times) * 1000)
-    first, warm = passes
+            edited.append(not np.array_equal(out, frame))
+        passes.append((np.array(times) * 1000, np.array(edited)))
+    (first, _), (warm, edited) = passes
     return {"first": float(first.mean()), "mean": float(warm.mean()), "median": float(np.median(warm)),
-            "p95": float(np.percentile(warm, 95)), "decode": float(np.median(decode) * 1000)}
+            "p95": float(np.percentile(warm, 95)), "decode": float(np.median(decode) * 1000),
+            "edited": float(edited.mean() * 100), "edited_mean": float(warm[edited].mean())}
 
 
 SHEET_SHAPES = [
@@ -162,14 +164,17 @@ def record(lines: list[str]) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     block = SECTION + "\n\n" + "\n".join(lines) + "\n"
     pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(block.rstrip("\n"), text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block.rstrip("\n"), text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text if text.endswith("\n") else text + "\n")
 
 
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        return next(ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name"))
     except (OSError, StopIteration):
         return platform.processor() or "unknown"
 
@@ -199,13 +204,14 @@ def main() -> None:
         f"(process time, cv2 threads = 1, load average {os.getloadavg()[0]:.1f}); "
         f"{args.frames} frames of a speech-like shape sequence.",
         "",
-        "| avatar | face (eye span px) | mean ms | median | p95 | first pass mean | frame JPEG decode (not included) |",
-        "|---|---|---|---|---|---|---|",
+        "| avatar | face (eye span px) | mean ms | median | p95 | edited frames | mean ms of edited | "
+        "first pass mean | frame JPEG decode (not included) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, avatar, r in rows:
         span = float(np.median(np.linalg.norm(avatar.landmarks[:, 263] - avatar.landmarks[:, 33], axis=1)))
         lines.append(f"| {label} | {span:.0f} | {r['mean']:.2f} | {r['median']:.2f} | {r['p95']:.2f} | "
-                     f"{r['first']:.2f} | {r['decode']:.2f} |")
+                     f"{r['edited']:.0f}% | {r['edited_mean']:.2f} | {r['first']:.2f} | {r['decode']:.2f} |")
     print("\n".join(lines))
     if not args.no_record:
         record(lines)

@@ -61,6 +61,7 @@ class LipSyncSession:
         self._resamplers: dict[int, StreamResampler] = {}
         self._next = 0                 # next frame to hand out
         self._ended = False            # offline: no more audio will come
+        self._audio_end = 0            # end of the pushed audio; padding lies beyond it
 
     # -- audio in ---------------------------------------------------------------
 
@@ -73,6 +74,7 @@ class LipSyncSession:
             raise BufferFullError(f"more than {self.config.max_buffer_s:.0f} s of audio queued")
         self._ended = False
         self._write(samples)
+        self._audio_end = self._ring.end
 
     def end_of_stream(self) -> None:
         """No more audio for now: the remaining frames are rendered with silence after it."""
@@ -86,6 +88,7 @@ class LipSyncSession:
             history = self._ring.read(first, cut - first)
             self._ring.clear_after(cut)
             self.tracker.rewind(cut, history)
+        self._audio_end = min(self._audio_end, cut)
         for r in self._resamplers.values():
             r.flush()  # samples still inside the resampling filter belong to the dropped audio
         self.compositor.reset()
@@ -106,7 +109,7 @@ class LipSyncSession:
 
     def pending_frames(self) -> int:
         """Frames still to come for the audio pushed so far (offline: after end_of_stream)."""
-        return max(0, self.timeline.frames_covering(self._ring.end) - self._next)
+        return max(0, self.timeline.frames_covering(self._audio_end) - self._next)
 
     def next_frame(self, pad_silence: bool = True) -> RenderedFrame | None:
         """The next frame, or None if its audio hasn't arrived and padding isn't allowed."""

@@ -90,6 +90,7 @@ class RenderRequest:
     index: int
     deadline: float       # monotonic: render by then even if mic audio is missing
     epoch: int
+    image: bool = True    # False: the server is behind; advance the stream without drawing
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class FrameTimings:
 class FrameReady:
     index: int
     epoch: int
+    has_image: bool                         # False when skipped to catch up (no new picture)
     audio: np.ndarray                       # int16, this frame's samples
     openness: float
     speaking: bool
@@ -143,16 +145,26 @@ class WorkerError:
 
 
 class _Timer:
-    """Accumulates wall time spent inside a wrapped method."""
+    """Accumulates wall time spent inside a wrapped method.
 
-    def __init__(self, obj: object, name: str) -> None:
+    With ``skippable``, setting ``skip`` makes the method return its previous
+    result instead of running: a frame the server has no time to draw repeats
+    the last picture while the engine still advances its audio and mouth state.
+    """
+
+    def __init__(self, obj: object, name: str, skippable: bool = False) -> None:
         self.total = 0.0
+        self.skip = False
+        self._last = None
         inner = getattr(obj, name)
 
         def timed(*args, **kwargs):
+            if self.skip and skippable and self._last is not None:
+                return self._last
             t0 = time.perf_counter()
             try:
-                return inner(*args, **kwargs)
+                self._last = inner(*args, **kwargs)
+                return self._last
             finally:
                 self.total += time.perf_counter() - t0
 
@@ -187,7 +199,7 @@ class _WorkerLoop:
         self.timeline = self.session.timeline
         self.feed = AudioFeed(spec.feed)
         self.model_timer = _Timer(predictor, "predict_arrays")
-        self.render_timer = _Timer(self.session.compositor, "compose")
+        self.render_timer = _Timer(self.session.compositor, "compose", skippable=True)
         self.width, self.height = avatar.info.width, avatar.info.height
         self.load_s = time.perf_counter() - t0
         self.ring: FrameRing | None = None
@@ -285,10 +297,14 @@ class _WorkerLoop:
         padded = max(0, need_end - self.feed.position)
         self.feed.note_padding(padded)   # next_frame pads exactly this much
 
-        frame = self.session.next_frame(pad_silence=True)
+        self.render_timer.skip = not req.image
+        try:
+            frame = self.session.next_frame(pad_silence=True)
+        finally:
+            self.render_timer.skip = False
         assert frame is not None
         t0 = time.perf_counter()
-        if self.ring is not None:
+        if self.ring is not None and req.image:
             self._cv2.cvtColor(frame.image, self._cv2.COLOR_BGR2YUV_I420, dst=self.ring.slot(index))
         convert_ms = (time.perf_counter() - t0) * 1000.0
 
@@ -303,6 +319,7 @@ class _WorkerLoop:
         return FrameReady(
             index=index,
             epoch=self.epoch,
+            has_image=req.image,
             audio=frame.audio,
             openness=frame.shape.openness,
             speaking=frame.speaking,
@@ -430,8 +447,8 @@ class EngineWorker:
 
     # -- request/reply -------------------------------------------------------
 
-    async def render(self, index: int, deadline: float, epoch: int) -> FrameReady:
-        self._send(RenderRequest(index, deadline, epoch))
+    async def render(self, index: int, deadline: float, epoch: int, image: bool = True) -> FrameReady:
+        self._send(RenderRequest(index, deadline, epoch, image))
         while True:
             reply = await self._next_reply()
             if isinstance(reply, FrameReady):

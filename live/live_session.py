@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _DISCONNECT_GRACE_S = 5.0
 _MAX_AUDIO_DELAY_S = 0.06
+_EARLY_S = 0.020
 _WINDOW = 250           # frames / latency samples kept for statistics
 
 
@@ -70,6 +71,22 @@ class _Window:
 
     def mean(self) -> float | None:
         return float(np.mean(np.fromiter(self.values, float))) if self.values else None
+
+
+@dataclass
+class _Histogram:
+    """Whole-session distribution in 1 ms bins (the window above forgets; this doesn't)."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(2001, dtype=np.int64))
+
+    def add(self, ms: float) -> None:
+        self.counts[min(max(int(ms), 0), len(self.counts) - 1)] += 1
+
+    def pct(self, q: float) -> float | None:
+        total = int(self.counts.sum())
+        if total == 0:
+            return None
+        return float(np.searchsorted(np.cumsum(self.counts), q / 100.0 * total))
 
 
 def _r(v: float | None, nd: int = 1) -> float | None:
@@ -113,11 +130,13 @@ class LiveSession:
         # statistics
         self._leave_times: deque[float] = deque(maxlen=_WINDOW)
         self._latency = _Window()          # mic sample arrival -> its frame leaving, ms
+        self._latency_all = _Histogram()
         self._lateness = _Window()         # frame leaving - frame due, ms
         self._timings: dict[str, _Window] = {}
         self._last: FrameReady | None = None
         self.frames_sent = 0
         self.late_frames = 0
+        self.skipped_frames = 0
         self.mic_chunks = 0
         self._speaking = False
 
@@ -269,14 +288,27 @@ class LiveSession:
     # -- media ---------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Frame i: ask the worker at its due time, put it into both tracks at once."""
+        """Frame i: ask the worker at its due time, put it into both tracks at once.
+
+        If the machine falls behind (more than two frames late), frames are
+        advanced without drawing until the pump is back on time: the audio stays
+        continuous and in sync, the picture holds, and latency stays bounded
+        instead of growing for the rest of the session.
+        """
         index = 0
         margin = self.config.jitter_margin_s
+        behind_limit = 2.0 / self.clock.fps
         try:
             while not self.closed:
                 due = self.clock.time_of_frame(index)
-                await self.clock.sleep_until(due)
-                frame = await self.worker.render(index, due + margin, self.epoch)
+                # Ask one audio packet early: with a microphone the worker renders the
+                # moment the frame's audio is complete (up to ``margin`` after ``due``),
+                # so the tick's phase against the mic packets adds no waiting.
+                await self.clock.sleep_until(due - _EARLY_S)
+                draw = time.monotonic() - due <= behind_limit
+                if not draw:
+                    self.skipped_frames += 1
+                frame = await self.worker.render(index, due + margin, self.epoch, image=draw)
                 self._deliver(frame)
                 index += 1
         except WorkerDied as e:
@@ -290,7 +322,8 @@ class LiveSession:
         audio = np.zeros_like(frame.audio) if stale else frame.audio
         if stale:
             frame = _without_markers(frame)
-        self.video.put(frame.index, self.worker.video_frame(frame.index))
+        if frame.has_image:
+            self.video.put(frame.index, self.worker.video_frame(frame.index))
         if self.audio is not None:
             self.audio.put(frame.index, audio)
         self._pending.append(frame)
@@ -318,6 +351,7 @@ class LiveSession:
                     self.events.publish("speech_end", utterance_id=u.id, text=u.text, interrupted=False, frame=frame.index)
             for arrival in frame.mic_arrivals:
                 self._latency.add((now - arrival) * 1000.0)
+                self._latency_all.add((now - arrival) * 1000.0)
             self.mic_chunks += len(frame.mic_arrivals)
             if frame.speaking != self._speaking:
                 self._speaking = frame.speaking
@@ -329,7 +363,7 @@ class LiveSession:
         if self.audio is not None:
             # Follow the video's typical send delay (bounded), so both tracks' RTCP
             # sender reports agree and the viewer's lip sync lines them up.
-            target = min(max(lateness, 0.0), _MAX_AUDIO_DELAY_S)
+            target = min(max(lateness, -_EARLY_S), _MAX_AUDIO_DELAY_S)
             self.audio.send_delay_s += 0.05 * (target - self.audio.send_delay_s)
         if lateness > 1.0 / self.clock.fps:
             self.late_frames += 1
@@ -389,7 +423,11 @@ class LiveSession:
             "frames_sent": self.frames_sent,
             "frames_dropped": self.video.frames_dropped,
             "late_frames": self.late_frames,
+            "skipped_frames": self.skipped_frames,
+            "audio_send_delay_ms": round(self.audio.send_delay_s * 1000.0, 1) if self.audio else None,
             "latency_ms": {"p50": _r(self._latency.pct(50)), "p95": _r(self._latency.pct(95))},
+            "latency_session_ms": {"p50": _r(self._latency_all.pct(50)), "p95": _r(self._latency_all.pct(95)),
+                                   "n": int(self._latency_all.counts.sum())},
             "frame_lateness_ms": {"p50": _r(self._lateness.pct(50)), "p95": _r(self._lateness.pct(95))},
             "buffered_s": round(last.buffered_s, 3) if last else 0.0,
             "speaking": self._speaking,

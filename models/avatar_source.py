@@ -40,6 +40,8 @@ def sniff_kind(path: Path) -> MediaKind:
         return "image"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+        raise AvatarError(f"{path.name}: HEIC/AVIF photos are not supported; export it as JPEG or PNG")
     if head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or head[:4] == b"GIF8":
         return "video"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
@@ -66,7 +68,10 @@ def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 def read_image(path: Path, max_side: int) -> np.ndarray:
     """A still image as BGR uint8 at the output size (EXIF orientation applied)."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error as exc:   # e.g. more pixels than OpenCV agrees to allocate
+        raise AvatarError(f"{path.name} cannot be decoded as an image ({exc.err or 'too large'})") from exc
     if image is None:
         raise AvatarError(f"{path.name} is not a readable image (corrupt or unsupported format)")
     return resize_to_fit(image, max_side)

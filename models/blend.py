@@ -96,14 +96,5 @@ def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def composite(base: np.ndarray, patch: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """base * (1 - alpha) + patch * alpha, uint8, only where alpha is non-zero."""
-    ys, xs = np.nonzero(alpha > 1.0 / 512)
-    out = base.copy()
-    if len(ys) == 0:
-        return out
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    a = alpha[y0:y1, x0:x1, None]
-    b = base[y0:y1, x0:x1].astype(np.float32)
-    p = patch[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = (b + (p - b) * a + 0.5).astype(np.uint8)
-    return out
+    """base * (1 - alpha) + patch * alpha as uint8; exactly ``base`` where alpha is 0."""
+    return cv2.blendLinear(patch, base, alpha, 1.0 - alpha)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import sys
@@ -419,6 +420,72 @@ def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@dataclass
+class Progress:
+    """How far each voice configuration is towards its share of audio."""
+
+    planned: dict[str, float]
+    done_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    done_n: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    next_index: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    inflight_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, rec: dict) -> None:
+        key = rec["config"]
+        self.done_s[key] += rec["seconds"]
+        self.done_n[key] += rec["n_utterances"]
+        self.next_index[key] = max(self.next_index[key], rec["index"] + 1)
+
+    def estimate(self, key: str, index: int) -> float:
+        """Expected seconds of shard ``index`` (measured per-utterance average once known)."""
+        n = VAL_SHARD_UTTERANCES if index == 0 else TRAIN_SHARD_UTTERANCES
+        per = self.done_s[key] / self.done_n[key] if self.done_n[key] else EST_SECONDS_PER_UTTERANCE
+        return n * per
+
+    def barren(self, key: str) -> bool:
+        """Tried, finished, and the voice produced nothing: don't loop on it."""
+        return self.next_index[key] > 0 and self.done_n[key] == 0 and self.inflight_s[key] <= 1e-6
+
+    def wants_more(self, key: str) -> bool:
+        k = self.next_index[key]
+        if k == 0:
+            return True  # every config gets its validation shard
+        if self.barren(key):
+            return False
+        # Stop when the next shard would overshoot its share more than it fills.
+        return self.done_s[key] + self.inflight_s[key] + 0.5 * self.estimate(key, k) < self.planned[key]
+
+    def finished(self, keys: Iterable[str]) -> bool:
+        return all(not self.wants_more(k) and self.inflight_s[k] <= 1e-6 for k in keys)
+
+
+def _existing_records(root: Path, seed: int) -> list[dict]:
+    """Shard records of a previous build at ``root`` whose files are still there."""
+    if not (root / MANIFEST).exists():
+        return []
+    old = load_manifest(root)
+    if old.get("format") != FORMAT_VERSION:
+        raise CorpusError(f"{root} was built by corpus format {old.get('format')} (now {FORMAT_VERSION}): "
+                          "its phone labels differ; delete it or use another --out")
+    if old.get("seed") != seed:
+        raise CorpusError(f"{root} holds a corpus built with seed {old.get('seed')}; use that seed or another --out")
+    out = []
+    for r in old.get("shards", []):
+        if r["n_utterances"] and not (root / r["path"]).exists():
+            continue  # deleted by hand: make it again
+        if r["n_utterances"] and "phone_counts" not in r:  # made before the inventory was recorded
+            utts = load_shard(root / r["path"])
+            r = dict(r, alphabet=utts[0].phones[0].alphabet, phone_counts=phone_counts(utts))
+        out.append(r)
+    return out
+
+
+def _failed_record(job: ShardJob, error: BaseException) -> ShardRecord:
+    cfg = job.config
+    return ShardRecord(job.rel_path, cfg.engine, cfg.voice, cfg.key, cfg.language, job.split, job.index,
+                       0, 0.0, 0.0, 1, [repr(error)[:300]])
+
+
 def build(
     out: Path | str,
     minutes: float = 60.0,
@@ -427,121 +494,78 @@ def build(
     workers: int = 2,
     progress: bool = True,
 ) -> dict:
-    """Make every missing shard until each configuration has its share of audio."""
+    """Make every missing shard until each configuration has its share of audio.
+
+    Budgets are shared over every *installed* engine, but only ``engines`` (all
+    if None) are built by this call -- so a partial build and a later full one
+    make the same shards.
+    """
     from tqdm import tqdm
 
     if minutes <= 0:
         raise CorpusError("--minutes must be positive")
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    all_cfgs = available_configs()  # budgets are shared over every installed engine...
-    if not all_cfgs:
-        raise CorpusError("no speech engine is available: install piper-tts/espeakng-loader (scripts/setup.sh)")
-    planned = budgets(all_cfgs, minutes)
     wanted = set(engines) if engines is not None else None
     unknown = (wanted or set()) - {c.engine for c in plan()}
     if unknown:
         raise CorpusError(f"unknown engine(s): {', '.join(sorted(unknown))}")
-    cfgs = [c for c in all_cfgs if wanted is None or c.engine in wanted]  # ...but only these are built now
-
-    records: dict[str, dict] = {}
-    if (root / MANIFEST).exists():
-        old = load_manifest(root)
-        if old.get("format") != FORMAT_VERSION:
-            raise CorpusError(f"{root} was built by corpus format {old.get('format')} (now {FORMAT_VERSION}): "
-                              "its phone labels differ; delete it or use another --out")
-        if old.get("seed") != seed:
-            raise CorpusError(f"{root} holds a corpus built with seed {old.get('seed')}; use that seed or another --out")
-        for r in old.get("shards", []):
-            if r["n_utterances"] == 0:
-                records[r["path"]] = r
-            elif (root / r["path"]).exists():
-                if "phone_counts" not in r:  # made before the inventory was recorded
-                    utts = load_shard(root / r["path"])
-                    r = dict(r, alphabet=utts[0].phones[0].alphabet, phone_counts=phone_counts(utts))
-                records[r["path"]] = r
-
-    done_s: dict[str, float] = defaultdict(float)
-    done_n: dict[str, int] = defaultdict(int)
-    next_index: dict[str, int] = defaultdict(int)
+    all_cfgs = available_configs()
+    if not all_cfgs:
+        raise CorpusError("no speech engine is available: install piper-tts/espeakng-loader (scripts/setup.sh)")
+    cfgs = [c for c in all_cfgs if wanted is None or c.engine in wanted]
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    state = Progress(budgets(all_cfgs, minutes))
+    records = {r["path"]: r for r in _existing_records(root, seed)}
     for r in records.values():
-        done_s[r["config"]] += r["seconds"]
-        done_n[r["config"]] += r["n_utterances"]
-        next_index[r["config"]] = max(next_index[r["config"]], r["index"] + 1)
+        state.add(r)
 
-    def estimate(cfg: VoiceConfig, job_index: int) -> float:
-        n = VAL_SHARD_UTTERANCES if job_index == 0 else TRAIN_SHARD_UTTERANCES
-        per = done_s[cfg.key] / done_n[cfg.key] if done_n[cfg.key] else EST_SECONDS_PER_UTTERANCE
-        return n * per
+    def save() -> dict:
+        return write_manifest(root, seed=seed, minutes=minutes, records=list(records.values()),
+                              planned=state.planned, complete=state.finished(c.key for c in all_cfgs),
+                              started=started)
 
-    def complete() -> bool:
-        def done(c: VoiceConfig) -> bool:
-            if next_index[c.key] > 0 and done_n[c.key] == 0:
-                return True  # tried, and the voice produced nothing
-            return next_index[c.key] > 0 and done_s[c.key] + 0.5 * estimate(c, next_index[c.key]) >= planned[c.key]
-
-        return all(done(c) for c in all_cfgs) and not pending
-
-    total_target = sum(planned[c.key] for c in cfgs)
-    bar = tqdm(total=int(total_target), unit="s", desc="corpus (seconds of audio)", disable=not progress)
-    bar.update(int(min(total_target, sum(done_s[c.key] for c in cfgs))))
-    pending: dict[Future, tuple[VoiceConfig, int, float]] = {}
-    inflight_s: dict[str, float] = defaultdict(float)
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
-        turn = [0]
-
-        def top_up() -> None:
-            # Round-robin over configs (resuming where the last call stopped) so
+    target = sum(state.planned[c.key] for c in cfgs)
+    bar = tqdm(total=int(target), unit="s", desc="corpus (seconds of audio)", disable=not progress)
+    bar.update(int(min(target, sum(state.done_s[c.key] for c in cfgs))))
+    pending: dict[Future, tuple[ShardJob, float]] = {}  # job and the seconds it was counted for
+    turn = 0
+    max_pending = 2 * max(1, workers)
+    ctx = multiprocessing.get_context("spawn")  # no forked onnxruntime/espeak state
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_init_worker) as pool:
+        while True:
+            # Round-robin over configs, resuming where the last scan stopped, so
             # every voice and engine makes progress together.
-            added = True
-            while added and len(pending) < 2 * max(1, workers):
-                added = False
-                for j in range(len(cfgs)):
-                    if len(pending) >= 2 * max(1, workers):
-                        break
-                    cfg = cfgs[(turn[0] + j) % len(cfgs)]
-                    have = done_s[cfg.key] + inflight_s[cfg.key]
-                    k = next_index[cfg.key]
-                    # Stop when the next shard would overshoot more than it fills.
-                    if have + 0.5 * estimate(cfg, k) >= planned[cfg.key] and k > 0:
-                        continue
-                    if next_index[cfg.key] > 0 and done_n[cfg.key] == 0 and inflight_s[cfg.key] <= 1e-6:
-                        continue  # this voice produced nothing: don't loop on it
-                    next_index[cfg.key] += 1
-                    est = estimate(cfg, k)
-                    inflight_s[cfg.key] += est
-                    fut = pool.submit(make_shard, ShardJob(cfg, k, seed, str(root)))
-                    pending[fut] = (cfg, k, est)
-                    added = True
-                    turn[0] = (turn[0] + j + 1) % len(cfgs)
-                    break  # restart the scan from the new turn
-
-        top_up()
-        while pending:
+            for _ in range(len(cfgs)):
+                if len(pending) >= max_pending:
+                    break
+                cfg = cfgs[turn % len(cfgs)]
+                turn += 1
+                if not state.wants_more(cfg.key):
+                    continue
+                job = ShardJob(cfg, state.next_index[cfg.key], seed, str(root))
+                est = state.estimate(cfg.key, job.index)
+                state.next_index[cfg.key] += 1
+                state.inflight_s[cfg.key] += est
+                pending[pool.submit(make_shard, job)] = (job, est)
+            if not pending:
+                break
             finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in finished:
-                cfg, k, est = pending.pop(fut)
-                inflight_s[cfg.key] -= est
+                job, est = pending.pop(fut)
+                state.inflight_s[job.config.key] -= est
                 try:
                     rec = fut.result()
                 except Exception as e:  # a crashed engine must not lose the shards already made
-                    rec = ShardRecord(ShardJob(cfg, k, seed, str(root)).rel_path, cfg.engine, cfg.voice, cfg.key,
-                                      cfg.language, "val" if k == 0 else "train", k, 0, 0.0, 0.0, 1, [repr(e)[:300]])
+                    rec = _failed_record(job, e)
                 if rec.errors:
                     tqdm.write(f"warning: {rec.config} shard {rec.index}: {rec.failures} failed, e.g. {rec.errors[0]}")
                 records[rec.path] = asdict(rec)
-                done_s[cfg.key] += rec.seconds
-                done_n[cfg.key] += rec.n_utterances
+                state.add(records[rec.path])
                 bar.update(int(min(rec.seconds, max(0, bar.total - bar.n))))
-                write_manifest(root, seed=seed, minutes=minutes, records=list(records.values()),
-                               planned=planned, complete=complete(), started=started)
-            top_up()
+                save()
     bar.close()
-    return write_manifest(root, seed=seed, minutes=minutes, records=list(records.values()),
-                          planned=planned, complete=complete(), started=started)
+    return save()
 
 
 def print_info(manifest: dict) -> None:

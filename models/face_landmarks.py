@@ -321,8 +321,8 @@ class FaceTracker:
     def count_faces(self, image_bgr: np.ndarray) -> int:
         """Faces on one frame (videos are checked every few seconds). Unsure detections
         and faces far smaller than the largest (a photo on the wall) are not counted."""
-        faces = [f for f in self._detector.detect(image_bgr, tiles=1, exhaustive=True) if f.score >= 0.6]
-        n = sum(f.size >= 0.25 * faces[0].size for f in faces) if faces else 0
+        faces = [f for f in self._detector.detect(image_bgr, tiles=1, exhaustive=True) if f.score >= 0.7]
+        n = sum(f.size >= 0.4 * faces[0].size for f in faces) if faces else 0
         self.faces_seen = max(self.faces_seen, n)
         return n
 

@@ -157,7 +157,8 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([m, t[:, None]]).astype(np.float32)
 
 
-def roi_box(frame: MouthFrame, uv_corners: np.ndarray, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+def roi_box(frame: MouthFrame, uv_corners: np.ndarray,
+            image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """Axis-aligned pixel box (x0, y0, x1, y1) around a mouth-space region, clipped to the image."""
     px = frame.to_image(uv_corners)
     h, w = image_hw

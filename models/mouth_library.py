@@ -24,13 +24,14 @@ OWN_BONUS = 0.04         # ... and of the frame on screen (real pixels, no seam)
 POSE_WEIGHT = 0.6        # cost per unit of pose difference (see _pose)
 MISSING_FACE_COST = 10.0  # frames with interpolated landmarks are a last resort
 OPEN_SLACK = 0.08        # a pick this much less open than the target gets the photo warp on top
+MIN_OPEN_RANGE = 0.5     # target openness 0..1 spans at least this much of the measured scale
 
 
 @dataclass(frozen=True)
 class LibraryPick:
     index: int             # avatar frame to take the mouth from
     cost: float
-    open_deficit: float    # target openness minus the pick's (> 0: warp it further open)
+    open_deficit: float    # measured openness wanted minus the pick's (> 0: warp it further open)
 
 
 class MouthLibrary:
@@ -44,6 +45,14 @@ class MouthLibrary:
         # are relative to a generic face, so centre the person's on their median.
         self.centred = feats.copy()
         self.centred[:, 1:] -= np.median(feats[:, 1:], axis=0)
+        # Openness too: the person's most closed mouth is their "closed" (a smile may
+        # part the lips), and their own range is used as far as it goes, so someone
+        # who articulates little still moves the mouth over all target values.  A
+        # range smaller than MIN_OPEN_RANGE (a video without speech) is not stretched:
+        # targets beyond it get the photo warp on top of the widest real mouth.
+        lo, hi = np.percentile(feats[:, 0], [2, 99.5])
+        self.open_floor = float(lo)
+        self.open_range = float(max(hi - lo, MIN_OPEN_RANGE))
         self.stable = smooth_track(np.asarray(landmarks, np.float32)[:, list(STABLE)], 1.5)
         self.pose = _pose(np.asarray(landmarks, np.float32))
         found = np.ones(len(feats), bool) if face_found is None else np.asarray(face_found, bool)
@@ -56,8 +65,19 @@ class MouthLibrary:
     def max_openness(self) -> float:
         return float(self.features[:, 0].max())
 
+    def measured_openness(self, openness: float) -> float:
+        """Target openness (0..1) → the openness a frame of this video should measure."""
+        return self.open_floor + float(np.clip(openness, 0.0, 1.0)) * self.open_range
+
+    def target_for(self, i: int) -> np.ndarray:
+        """The (openness, width, rounding) target that frame ``i`` matches exactly."""
+        o = (self.features[i, 0] - self.open_floor) / self.open_range
+        return np.array([o, self.centred[i, 1], self.centred[i, 2]], np.float32)
+
     def shape_distance(self, target: np.ndarray) -> np.ndarray:
-        d = (self.centred - np.asarray(target, np.float32)) * SHAPE_WEIGHTS
+        t = np.asarray(target, np.float32).copy()
+        t[0] = self.measured_openness(float(t[0]))
+        d = (self.centred - t) * SHAPE_WEIGHTS
         return np.sqrt((d * d).sum(axis=1))
 
     def pick(self, target: np.ndarray, current: int, previous: int | None) -> LibraryPick:
@@ -69,7 +89,7 @@ class MouthLibrary:
                 if 0 <= j < len(cost):
                     cost[j] -= STAY_BONUS
         j = int(np.argmin(cost))
-        deficit = float(target[0]) - float(self.features[j, 0])
+        deficit = self.measured_openness(float(target[0])) - float(self.features[j, 0])
         return LibraryPick(j, float(cost[j]), deficit)
 
     def alignment(self, src: int, dst: int) -> np.ndarray:

@@ -10,16 +10,19 @@ frame bit-identical:
   feathered in (``models.blend``); if the video never opens the mouth that wide, the
   closest real mouth is first warped further open with the photo method.
 
-One renderer serves one session: it remembers its previous library pick (so the
+One renderer serves one session: it remembers its previous library pick, so the
 mouth plays on through the person's real motion instead of flickering between far
-apart frames; an identical request repeats the pick, so it returns an identical
+apart frames (an identical request repeats the pick, so it returns an identical
 frame).  ``reset()`` forgets it, e.g. after an interrupt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -32,24 +35,49 @@ from models.photo_mouth import (
     MouthPalette, PhotoMouthPlan, palette_from, plan_for, pose_for, pose_towards, synthesize,
 )
 
-FEATHER = 0.045          # blur sigma of the video blend mask, × eye distance
-SHRINK = 0.07            # erosion before the blur, so the feather stays inside the outline
-REACH = 0.2              # how far beyond the outline the mask may grow over differences
+FEATHER = 0.045            # blur sigma of the video blend mask, × eye distance
+SHRINK = 0.07              # erosion before the blur, so the feather stays inside the outline
+REACH = 0.2                # how far beyond the outline the mask may grow over differences
 BOX_MARGIN = REACH + 0.25  # region around the blend outline (reach + feather tails)
-PLAN_CACHE = 64
+CROP_MARGIN = BOX_MARGIN + 0.35  # library crops also allow for pose differences
+PLAN_CACHE = 512                 # plans are small (a coarse grid and a few curves)
 CROP_CACHE_BYTES = 192 * 2**20   # decoded library mouth regions kept per renderer
+
+T = TypeVar("T")
 
 
 class RenderError(ValueError):
     """A render request that cannot be served (bad frame index or shape)."""
 
 
+class _Lru(Generic[T]):
+    """A small least-recently-used cache bounded by a total size."""
+
+    def __init__(self, budget: int, size: Callable[[T], int] | None = None) -> None:
+        self._items: OrderedDict[Hashable, T] = OrderedDict()
+        self._budget, self._size, self._used = budget, size or _one, 0
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+            return item
+        item = make()
+        self._items[key] = item
+        self._used += self._size(item)
+        while self._used > self._budget and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._used -= self._size(old)
+        return item
+
+
 @dataclass(frozen=True)
 class _Crop:
-    """A library frame's mouth region, kept so the frame need not be decoded again."""
+    """A library frame's lower face, kept so the frame need not be decoded again."""
 
     image: np.ndarray
     origin: np.ndarray    # (2,) its top-left corner in frame pixels
+    landmarks: np.ndarray  # the frame's landmarks relative to the crop
 
 
 class MouthRenderer:
@@ -57,30 +85,33 @@ class MouthRenderer:
         self.avatar = avatar
         self.kind = avatar.info.kind
         self._landmarks = np.asarray(avatar.landmarks, np.float32)
-        self._plans: OrderedDict[int, PhotoMouthPlan] = OrderedDict()
+        self._plans: _Lru[PhotoMouthPlan] = _Lru(PLAN_CACHE)
+        self._crops: _Lru[_Crop] = _Lru(CROP_CACHE_BYTES, _crop_bytes)
         self._palette: MouthPalette | None = None
         self._library = (
             MouthLibrary(avatar.mouth_features, self._landmarks, getattr(avatar, "face_found", None))
             if self.kind == "video" else None
         )
-        self._crops: OrderedDict[int, _Crop] = OrderedDict()
-        self._crop_bytes = 0
         self._previous: int | None = None
-        self._last: tuple[int, tuple, LibraryPick | None] | None = None
+        self._last: tuple[int, tuple, LibraryPick] | None = None
+        self._palette_for(0)  # measured now, so the first frame of a session is not late
 
     def reset(self) -> None:
         self._previous = None
         self._last = None
 
     def render(self, frame_index: int, shape: MouthShape) -> np.ndarray:
+        """The avatar's frame ``frame_index`` (BGR uint8, full size) saying ``shape``."""
         i = self._check_index(frame_index)
         key = _shape_key(shape)
         if self._library is None:
             return self._render_photo(i, shape)
-        # The same request twice in a row is answered with the same library pick, so
-        # the pick's own continuity bonus cannot move it on to the next frame.
-        repeat = self._last is not None and self._last[:2] == (i, key)
-        pick = self._last[2] if repeat else self._library.pick(shape.as_vector(), i, self._previous)
+        # The same request twice in a row gets the same library pick, so the pick's
+        # own continuity bonus cannot move it on to the next frame.
+        if self._last is not None and self._last[:2] == (i, key):
+            pick = self._last[2]
+        else:
+            pick = self._library.pick(shape.as_vector(), i, self._previous)
         self._previous = pick.index
         self._last = (i, key, pick)
         return self._render_video(i, shape, pick)
@@ -89,50 +120,37 @@ class MouthRenderer:
 
     def _render_photo(self, i: int, shape: MouthShape) -> np.ndarray:
         frame = self.avatar.frame_readonly(i)
-        plan = self._plan(i, frame)
-        roi = synthesize(frame, plan, pose_for(shape, plan.curves), self._palette_for(frame, i))
+        plan = self._plans.get(i, lambda: plan_for(self._landmarks[i], frame.shape[:2]))
+        roi = synthesize(frame, plan, pose_for(shape, plan.curves), self._palette_for(i))
         out = frame.copy()
         if roi is not None:
             x0, y0, x1, y1 = plan.box
             out[y0:y1, x0:x1] = roi
         return out
 
-    def _plan(self, i: int, frame: np.ndarray) -> PhotoMouthPlan:
-        plan = self._plans.get(i)
-        if plan is None:
-            plan = plan_for(self._landmarks[i], frame.shape[:2])
-            self._plans[i] = plan
-            while len(self._plans) > PLAN_CACHE:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(i)
-        return plan
-
-    def _palette_for(self, frame: np.ndarray, i: int) -> MouthPalette:
+    def _palette_for(self, i: int) -> MouthPalette:
         # One palette per avatar, so colours cannot flicker from frame to frame.  For
         # a video, measure it on the most open frame: that one shows the real teeth.
         if self._palette is None:
-            ref = i
             if self._library is not None:
-                ref = int(np.argmax(self.avatar.mouth_features[:, 0]))
-                frame = self.avatar.frame_readonly(ref)
-            self._palette = palette_from(frame, self._landmarks[ref])
+                i = int(np.argmax(self.avatar.mouth_features[:, 0]))
+            self._palette = palette_from(self.avatar.frame_readonly(i), self._landmarks[i])
         return self._palette
 
     # ---------------------------------------------------------------------- video
 
     def _render_video(self, i: int, shape: MouthShape, pick: LibraryPick) -> np.ndarray:
+        assert self._library is not None
         frame = self.avatar.frame_readonly(i)
         j = pick.index
+        crop, drop = self._crop(j), 0.0
         if pick.open_deficit > OPEN_SLACK:
-            source, drop = self._opened(j, shape)
+            wanted = dataclasses.replace(shape, openness=self._library.measured_openness(shape.openness))
+            crop, drop = self._opened(j, crop, wanted)
             if j == i:  # the frame's own mouth, opened: the warp is seamless by itself
-                return source
-            crop = _Crop(source, np.zeros(2, np.float32))
+                return _paste(frame, crop)
         elif j == i:
             return frame.copy()
-        else:
-            crop, drop = self._crop(j), 0.0
         m = self._library.alignment(j, i)
         lm_i, lm_j = self._landmarks[i], _apply(m, self._landmarks[j])
         s = float(np.linalg.norm(lm_i[263] - lm_i[33]))
@@ -155,34 +173,26 @@ class MouthRenderer:
 
     def _crop(self, j: int) -> _Crop:
         """Frame ``j``'s lower face, generously bounded; decoded once and kept."""
-        hit = self._crops.get(j)
-        if hit is not None:
-            self._crops.move_to_end(j)
-            return hit
-        frame = self.avatar.frame_readonly(j)
-        lm = self._landmarks[j]
-        s = float(np.linalg.norm(lm[263] - lm[33]))
-        # Room for the blend region of any frame it is aligned to (poses differ a little).
-        x0, y0, x1, y1 = _box(lower_face_outline(lm, jaw_drop=0.3), (BOX_MARGIN + 0.35) * s, frame.shape[:2])
-        crop = _Crop(frame[y0:y1, x0:x1].copy(), np.array([x0, y0], np.float32))
-        self._crops[j] = crop
-        self._crop_bytes += crop.image.nbytes
-        while self._crop_bytes > CROP_CACHE_BYTES and len(self._crops) > 1:
-            _, old = self._crops.popitem(last=False)
-            self._crop_bytes -= old.image.nbytes
-        return crop
+        def make() -> _Crop:
+            frame = self.avatar.frame_readonly(j)
+            lm = self._landmarks[j]
+            s = float(np.linalg.norm(lm[263] - lm[33]))
+            x0, y0, x1, y1 = _box(lower_face_outline(lm, jaw_drop=0.3), CROP_MARGIN * s, frame.shape[:2])
+            origin = np.array([x0, y0], np.float32)
+            return _Crop(frame[y0:y1, x0:x1].copy(), origin, lm - origin)
+        return self._crops.get(j, make)
 
-    def _opened(self, j: int, shape: MouthShape) -> tuple[np.ndarray, float]:
-        """Frame ``j`` with its real mouth warped further open (the library lacks wider ones)."""
-        source = self.avatar.frame_readonly(j)
-        plan = self._plan(j, source)
+    def _opened(self, j: int, crop: _Crop, shape: MouthShape) -> tuple[_Crop, float]:
+        """Frame ``j``'s real mouth warped further open (the library has none wider)."""
+        plan = self._plans.get(("crop", j), lambda: plan_for(crop.landmarks, crop.image.shape[:2]))
         pose = pose_towards(shape, plan.curves)
-        roi = synthesize(source, plan, pose, self._palette_for(source, j))
-        opened = source.copy()
-        if roi is not None:
-            x0, y0, x1, y1 = plan.box
-            opened[y0:y1, x0:x1] = roi
-        return opened, pose.drop
+        roi = synthesize(crop.image, plan, pose, self._palette_for(j))
+        if roi is None:
+            return crop, 0.0
+        image = crop.image.copy()
+        x0, y0, x1, y1 = plan.box
+        image[y0:y1, x0:x1] = roi
+        return dataclasses.replace(crop, image=image), pose.drop
 
     def _check_index(self, frame_index: int) -> int:
         n = self.avatar.info.n_frames
@@ -195,6 +205,14 @@ class MouthRenderer:
         return i
 
 
+def _one(_: object) -> int:
+    return 1
+
+
+def _crop_bytes(crop: _Crop) -> int:
+    return crop.image.nbytes
+
+
 def _shape_key(shape: MouthShape) -> tuple:
     if not isinstance(shape, MouthShape):
         raise RenderError(f"expected a MouthShape, got {type(shape).__name__}")
@@ -202,6 +220,14 @@ def _shape_key(shape: MouthShape) -> tuple:
     if not np.all(np.isfinite(v)):
         raise RenderError(f"mouth shape has non-finite values: {v.tolist()}")
     return tuple(np.round(v, 6).tolist())
+
+
+def _paste(frame: np.ndarray, crop: _Crop) -> np.ndarray:
+    out = frame.copy()
+    x0, y0 = (int(v) for v in crop.origin)
+    h, w = crop.image.shape[:2]
+    out[y0:y0 + h, x0:x0 + w] = crop.image
+    return out
 
 
 def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:

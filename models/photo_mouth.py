@@ -238,7 +238,8 @@ def _knot_interp(v: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.nda
     return np.where(inside, d, 0.0).astype(np.float32)
 
 
-def displacement(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose) -> tuple[np.ndarray, np.ndarray]:
+def displacement(u: np.ndarray, v: np.ndarray, c: LipCurves,
+                 pose: MouthPose) -> tuple[np.ndarray, np.ndarray]:
     """Backward displacement (du, dv) at output points; the source is (u - du, v - dv)."""
     du = _horizontal(u, v, c, pose)
     dv = _vertical(u - du, v, c, pose)
@@ -268,8 +269,9 @@ def palette_from(image: np.ndarray, landmarks: np.ndarray) -> MouthPalette:
     inner = roi[between & (v > upper_in + 0.01) & (v < upper_in + 0.4 * (lower_in - upper_in))]
     teeth, shows = _teeth(inner, skin_c, c.gap)
     lab = _lab(lip)
-    cavity = _bgr(np.array([max(10.0, 0.11 * lab[0]), 128 + 0.5 * (lab[1] - 128), 128 + 0.3 * (lab[2] - 128)]))
-    tongue = _bgr(np.array([0.5 * lab[0], 128 + 1.0 * (lab[1] - 128) + 8, 128 + 0.6 * (lab[2] - 128)]))
+    cavity = _bgr(np.array([max(10.0, 0.11 * lab[0]), 128 + 0.5 * (lab[1] - 128),
+                            128 + 0.3 * (lab[2] - 128)]))
+    tongue = _bgr(np.array([0.42 * lab[0], 128 + 1.0 * (lab[1] - 128) + 8, 128 + 0.6 * (lab[2] - 128)]))
     return MouthPalette(lip, skin_c, teeth, cavity, tongue, shows)
 
 
@@ -368,18 +370,19 @@ def _paint_cavity(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose, pal: M
     inner = cv2.GaussianBlur(alpha, (0, 0), max(0.6, 1.2 * px))
     alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.35, 0.35 * px))
     u, v = plan.uv_in(bx0, by0, bx1, by1)
-    paint, teeth = _inner_mouth(u, v, top, bottom, plan, pose, pal)
-    shade = 0.62 + 0.38 * _smoothstep(inner * 1.6 - 0.3)
-    paint *= (shade + (1.0 - shade) * 0.7 * teeth)[..., None]
+    paint = _inner_mouth(u, v, top, bottom, pose, pal, 1.0 - _smoothstep(inner * 1.6 - 0.3))
     a = alpha[..., None]
     region = roi[by0:by1, bx0:bx1]
     region[:] = np.clip(region * (1.0 - a) + paint * a + 0.5, 0, 255).astype(np.uint8)
 
 
 def _inner_mouth(u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarray,
-                 plan: PhotoMouthPlan, pose: MouthPose,
-                 pal: MouthPalette) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-mouth colours for the pixels (u, v) given the gap's edges, and where teeth are."""
+                 pose: MouthPose, pal: MouthPalette, rim: np.ndarray) -> np.ndarray:
+    """Inner-mouth colours for the pixels (u, v) given the gap's edges.
+
+    ``rim`` is 1 right at the outline and falls to 0 inside: the lips shade what lies
+    just behind them, mostly under the upper lip (the light comes from the front).
+    """
     y_top = np.interp(u, top[:, 0], top[:, 1])
     y_bot = np.interp(u, bottom[:, 0], bottom[:, 1])
     left, right = float(top[0, 0]), float(top[-1, 0])
@@ -393,22 +396,24 @@ def _inner_mouth(u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarr
     light = light * (1.0 - 0.5 * _smoothstep((np.abs(a) - 0.35) / 0.65))
     out = pal.cavity * light[..., None]
     o = pose.openness
-    # Tongue: a soft dome on the floor of the mouth, visible once the jaw is well open.
-    dome = (0.5 * depth) * np.sqrt(np.clip(1.0 - (a / 0.8) ** 2, 0.0, 1.0))
-    tongue_a = _smoothstep((dome - from_bot) / (0.25 * depth + 1e-3) + 0.5)
-    tongue_a = tongue_a * 0.9 * _smoothstep((o - 0.25) / 0.35)
-    hump = np.exp(-((from_bot / (dome + 1e-3) - 0.55) / 0.35) ** 2)  # lit where it bulges up
-    tongue = pal.tongue * (0.55 + 0.4 * hump)[..., None]
-    out = out + (tongue - out) * tongue_a[..., None]
-    lower_h = 0.022 * _smoothstep((o - 0.55) / 0.3)
-    if lower_h > 1e-3:  # the tips of the lower incisors, mostly hidden by the lower lip
-        band = _smoothstep((lower_h * (1 - 0.8 * a * a) - from_bot) / 0.012 + 0.5)
-        band = band * 0.5 * (1.0 - _smoothstep((np.abs(a) - 0.2) / 0.15))
-        out = out + (pal.teeth * 0.55 - out) * band[..., None]
+    # Tongue: a soft dome on the floor of the mouth, visible once the jaw is well open;
+    # its upper surface faces the light coming in, its sides turn away into shade.
+    dome = (0.5 * depth) * np.clip(1.0 - (a / 0.78) ** 2, 0.0, 1.0) ** 0.7
+    tongue_a = _smoothstep((dome - from_bot) / (0.3 * depth + 1e-3) + 0.5)
+    tongue_a = tongue_a * 0.8 * _smoothstep((o - 0.25) / 0.35)
+    lit = (0.7 + 0.3 * _smoothstep(from_bot / (dome + 1e-3))) * (1.0 - 0.35 * np.abs(a))
+    out = out + (pal.tongue * lit[..., None] - out) * tongue_a[..., None]
+    half = 0.5 * (right - left)
+    lower = 0.024 * _smoothstep((o - 0.5) / 0.3)
+    if lower > 1e-3:  # tips of the lower incisors behind the lower lip, in its shade
+        colour = 0.5 * pal.teeth + 0.12 * pal.lip
+        out, _ = _teeth_row(out, a, from_bot, lower, half, colour, reach=0.15)
     teeth = np.zeros_like(a)
     if pose.repaint or not pal.shows_teeth:
-        out, teeth = _upper_teeth(out, a, from_top, depth, 0.5 * (right - left), pose, pal)
-    return out.astype(np.float32), teeth
+        out, teeth = _teeth_row(out, a, from_top, min(0.085, 0.55 * depth), half, pal.teeth, reach=half)
+    upper = _smoothstep((from_bot - from_top) / depth + 0.5)
+    shade = 1.0 - rim * (0.38 * (0.35 + 0.65 * upper)) * (1.0 - 0.7 * teeth)
+    return (out * shade[..., None]).astype(np.float32)
 
 
 # Upper tooth boundaries from the midline, in eye distances, as seen from the front:
@@ -416,22 +421,23 @@ def _inner_mouth(u: np.ndarray, v: np.ndarray, top: np.ndarray, bottom: np.ndarr
 TOOTH_EDGES = np.array([0.0, 0.09, 0.16, 0.21, 0.25, 0.285, 0.315, 0.34, 0.365], np.float32)
 
 
-def _upper_teeth(out: np.ndarray, a: np.ndarray, from_top: np.ndarray, depth: float, half: float,
-                 pose: MouthPose, pal: MouthPalette) -> tuple[np.ndarray, np.ndarray]:
-    """Upper teeth hanging from the upper lip: one rounded crown per tooth, receding
-    into the shade of the cheeks towards the mouth corners."""
+def _teeth_row(out: np.ndarray, a: np.ndarray, dist: np.ndarray, height: float, half: float,
+               colour: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """A row of teeth growing ``height`` out of the lip at ``dist`` = 0: one rounded
+    crown per tooth, receding into the shade of the cheeks; visible to ``reach``
+    (eye distances) from the midline.  Returns the picture and the teeth's coverage."""
     x = np.abs(a) * half                                  # distance from the midline
     k = np.clip(np.searchsorted(TOOTH_EDGES, x), 1, len(TOOTH_EDGES) - 1)
     left, right = TOOTH_EDGES[k - 1], TOOTH_EDGES[k]
     t = np.clip((x - left) / (right - left), 0.0, 1.0)    # position across this tooth
-    crown = 1.0 - 0.35 * (2.0 * t - 1.0) ** 4             # rounded incisal corners
+    crown = 1.0 - 0.35 * (2.0 * t - 1.0) ** 4             # rounded corners at the biting edge
     length = np.where(k <= 2, 1.0, np.where(k == 3, 1.05, 0.85))  # canines are longest
-    height = min(0.085, 0.55 * depth) * crown * length * (1.0 - 0.3 * np.clip(x / 0.3, 0, 1) ** 2)
-    edge = _smoothstep((height - from_top) / 0.008 + 0.5)
-    edge = edge * (1.0 - _smoothstep((x - 0.8 * half) / (0.25 * half + 1e-3)))
+    h = height * crown * length * (1.0 - 0.3 * np.clip(x / 0.3, 0, 1) ** 2)
+    cover = _smoothstep((h - dist) / 0.008 + 0.5)
+    cover = cover * (1.0 - _smoothstep((x - 0.8 * reach) / (0.25 * reach + 1e-3)))
     gap = 1.0 - 0.14 * np.exp(-((np.minimum(t, 1.0 - t) * (right - left)) / 0.004) ** 2)
     side = 0.62 + 0.38 * np.clip(1.0 - (x / max(half, 1e-3)) ** 2, 0.0, 1.0)
-    lip_shadow = 0.78 + 0.22 * _smoothstep(from_top / (0.35 * height + 1e-3))
-    tip = 1.0 - 0.12 * _smoothstep((from_top - 0.75 * height) / (0.25 * height + 1e-3))  # translucent edge
-    teeth = pal.teeth * (side * gap * lip_shadow * tip)[..., None]
-    return out + (teeth - out) * edge[..., None], edge
+    lip_shadow = 0.78 + 0.22 * _smoothstep(dist / (0.35 * h + 1e-3))
+    tip = 1.0 - 0.12 * _smoothstep((dist - 0.75 * h) / (0.25 * h + 1e-3))  # translucent edge
+    teeth = colour * (side * gap * lip_shadow * tip)[..., None]
+    return out + (teeth - out) * cover[..., None], cover

@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from models.mouth_model import (
 )
 from models.mouth_shape import N_VISEMES
 from models.phonemes import AlignedUtterance, PhoneSpan
-from models.visemes import COARSE_OF_VISEME, PP, SIL, UNKNOWN_PHONES, frame_targets
+from models.visemes import COARSE_OF_VISEME, PP, SIL, frame_targets, is_known
 
 FRAME_STEP_S = HOP / SAMPLE_RATE          # one window per mel hop (12.5 ms)
 CLOSED_TARGET = -0.5 * OPEN_MARGIN       # raw-openness target for "lips together"
@@ -390,12 +391,18 @@ def train(cfg: TrainConfig) -> dict:
         "val_windows": len(val_set),
         "best_val": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items()},
         "history": history,
-        "unknown_phones": {f"{a}:{p}": c for (a, p), c in UNKNOWN_PHONES.most_common(30) if c > 0},
+        "unknown_phones": unknown_phones(utts),
     }
     save_checkpoint(net, cfg.out, meta)
     cfg.out.with_suffix(".json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     print(f"saved {cfg.out} ({cfg.out.stat().st_size / 1e6:.2f} MB) after {wall / 60:.1f} min; best val {best}")
     return meta
+
+
+def unknown_phones(utts: list[AlignedUtterance]) -> dict[str, int]:
+    """Symbols the viseme tables had to guess (counted here: workers' counters die with them)."""
+    c = Counter((p.alphabet, p.phone) for u in utts for p in u.phones if not is_known(p.phone, p.alphabet))
+    return {f"{a}:{p}": n for (a, p), n in c.most_common(30)}
 
 
 def manifest_summary(manifest: dict, train_utts: list[AlignedUtterance], val_utts: list[AlignedUtterance]) -> dict:

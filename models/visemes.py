@@ -17,9 +17,11 @@ viseme label and a smooth (openness, width, rounding) target per frame.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -86,7 +88,7 @@ for _chars, _vis in [
     ("fvɱʋ", "FF"),
     ("θð", "TH"),
     ("tdʈɖɗɾɽ", "DD"),
-    ("kgɡqɢŋɴxɣχʁħʕɠʛɧ", "kk"),
+    ("kgɡqɢcɟŋɴxɣχʁħʕɠʛɧ", "kk"),
     ("hɦʔ", "h"),
     ("ʃʒʂʐɕʑçʝ", "CH"),
     ("sz", "SS"),
@@ -129,7 +131,7 @@ _SAMPA: dict[str, str] = {
     "?": "h", "h": "h", "S": "CH", "Z": "CH", "C": "CH", "tS": "CH", "dZ": "CH", "s": "SS",
     "z": "SS", "ts": "SS", "n": "nn", "l": "nn", "L": "nn", "J": "nn", "5": "nn", "r": "RR",
     "R": "RR", "r=": "RR", "3`": "RR", "@`": "RR", "3": "E", "w": "ou", "j": "ih",
-    "a": "aa", "A": "aa", "{": "aa", "V": "aa", "6": "aa", "Q": "oh", "0": "oh",
+    "a": "aa", "A": "aa", "{": "aa", "V": "aa", "6": "aa", "Q": "aa", "0": "aa",
     "E": "E", "e": "E", "@": "E", "2": "E", "9": "E", "I": "ih", "i": "ih", "y": "ih",
     "Y": "ih", "o": "oh", "O": "oh", "U": "ou", "u": "ou", "}": "ou", "M": "ou",
 }
@@ -150,7 +152,7 @@ UNKNOWN_PHONES: Counter[tuple[str, str]] = Counter()
 
 # Stripped before lookup: stress, length, tone letters, and combining diacritics.
 _IPA_DROP = set("ˈˌːˑ˥˦˧˨˩-_.|‖ ‿͜͡'") | set("0123456789")
-_MNEMONIC_DROP = set("'\",:;!#%=|-")  # plus variant digits after the first character
+_MNEMONIC_DROP = set("'\",:;!#%=|-")
 
 
 def _strip_ipa(phone: str) -> str:
@@ -193,32 +195,44 @@ def _merge_vowel_runs(names: list[str]) -> tuple[str, ...]:
     return tuple(merged)
 
 
-def phone_visemes_named(phone: str, alphabet: str) -> tuple[str, ...]:
-    """Viseme names of one phone (1 for most, 2-3 for diphthongs); "h" = transparent."""
+@lru_cache(maxsize=4096)
+def _lookup(phone: str, alphabet: str) -> tuple[str, ...] | None:
+    """Viseme names from the tables, or None if the symbol is not in them."""
     if alphabet == "arpabet":
         key = phone.strip().upper().strip("+").rstrip("0123456789")
         if key in _ARPABET_SILENCE:
             return ("sil",)
-        if key in _ARPABET:
-            return _ARPABET[key]
-        return _fallback(phone, alphabet)
+        if key == "AH" and phone.strip().endswith("0"):
+            return ("E",)  # unstressed AH is the CMU dictionary's schwa
+        return _ARPABET.get(key)
     if alphabet in ("sampa", "espeak"):
         key = phone.strip()
         if key in _SAMPA_SILENCE or key.startswith("_"):
             return ("sil",)
+        if alphabet == "sampa":
+            # length ":", syllabic "=", dark-l "/", nasal "~" and "_x" diacritics (p_h)
+            key = re.sub(r"(?<=.)_.*$", "", key)
+            key = "".join(c for c in key if c not in ":=/~'\"%") or key
         if alphabet == "espeak":
-            key = key[:1] + "".join(c for c in key[1:] if c not in _MNEMONIC_DROP and not c.isdigit())
+            # stress/length marks anywhere; digits are variant numbers except in
+            # first position, where "0" and "3" are vowels
+            key = key[:1] + "".join(c for c in key[1:] if not c.isdigit())
             key = "".join(c for c in key if c not in _MNEMONIC_DROP)
             if not key:
                 return ("sil",)
         parts = _longest_match(key, _SAMPA) or _longest_match(key, _IPA)
-        return _merge_vowel_runs(parts) if parts else _fallback(phone, alphabet)
+        return _merge_vowel_runs(parts) if parts else None
     # IPA (also the default for alphabets this module does not know)
     key = _strip_ipa(phone)
     if not key:
         return ("sil",)
     parts = _longest_match(key, _IPA)
-    return _merge_vowel_runs(parts) if parts else _fallback(phone, alphabet)
+    return _merge_vowel_runs(parts) if parts else None
+
+
+def phone_visemes_named(phone: str, alphabet: str) -> tuple[str, ...]:
+    """Viseme names of one phone (1 for most, 2-3 for diphthongs); "h" = transparent."""
+    return _lookup(phone, alphabet) or _fallback(phone, alphabet)
 
 
 def phone_visemes(phone: str, alphabet: str) -> tuple[int, ...]:
@@ -228,12 +242,7 @@ def phone_visemes(phone: str, alphabet: str) -> tuple[int, ...]:
 
 def is_known(phone: str, alphabet: str) -> bool:
     """Whether the tables map ``phone`` without falling back to a guess."""
-    before = sum(UNKNOWN_PHONES.values())
-    phone_visemes_named(phone, alphabet)
-    known = sum(UNKNOWN_PHONES.values()) == before
-    if not known:
-        UNKNOWN_PHONES[(alphabet, phone)] -= 1  # a probe is not an occurrence
-    return known
+    return _lookup(phone, alphabet) is not None
 
 
 # --------------------------------------------------------------------------- timing

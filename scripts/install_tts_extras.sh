@@ -27,11 +27,21 @@ fi
 
 list=/etc/apt/sources.list.d/lipstream-tts.sources
 if [ ! -f "$list" ]; then
+  # Reuse the mirror this machine already uses for its main component, so the
+  # script works behind whatever mirror or proxy the machine is configured for.
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
+    mirror=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+  fi
+  if [ -z "$mirror" ]; then
+    echo "error: no Debian mirror found in the apt sources; add contrib and non-free yourself" >&2
+    exit 1
+  fi
   # bookworm split firmware into non-free-firmware; mbrola voices are in non-free,
   # the mbrola program in contrib.
   $SUDO tee "$list" >/dev/null <<EOF
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: $codename
 Components: contrib non-free
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

@@ -231,6 +231,14 @@ class StudioDB:
         rows = self.conn.execute(_ITEM_SELECT + " WHERE i.batch_id=? ORDER BY i.position", (batch_id,))
         return [_item(r) for r in rows]
 
+    def items_with_names(self, batch_id: str) -> list[tuple[Item, str]]:
+        """A batch's items with their videos' display names, in one query."""
+        rows = self.conn.execute(
+            "SELECT i.*, r.id AS result_id, u.filename AS video_name FROM items i"
+            " LEFT JOIN results r ON r.item_id = i.id JOIN uploads u ON u.id = i.video_upload"
+            " WHERE i.batch_id=? ORDER BY i.position", (batch_id,))
+        return [(_item(r), r["video_name"]) for r in rows]
+
     def items_in(self, status: ItemStatus) -> list[Item]:
         rows = self.conn.execute(_ITEM_SELECT + " WHERE i.status=? ORDER BY i.position", (status.value,))
         return [_item(r) for r in rows]

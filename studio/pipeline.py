@@ -97,23 +97,6 @@ def _predictor(checkpoint: str | None = None):
     return _state[key]
 
 
-def warm_up(hold_s: float = 0.0, checkpoint: str | None = None) -> int:
-    """Import the heavy libraries and load the model in this process; returns its pid.
-
-    ``hold_s`` keeps the process busy briefly so that N warm-up calls land on N
-    different processes of the pool.
-    """
-    import cv2
-
-    import live.offline_render  # noqa: F401
-    import models.avatar  # noqa: F401
-
-    cv2.setNumThreads(1)
-    _predictor(checkpoint)
-    time.sleep(hold_s)
-    return os.getpid()
-
-
 # -- batch audio ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import asyncio
 import functools
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -140,7 +141,7 @@ async def upload_audio(request: web.Request) -> web.Response:
     files = await receive_files(request, studio.upload_folder, studio.config.max_upload_bytes)
     if len(files) != 1:
         for f in files:
-            f.path.unlink(missing_ok=True)
+            shutil.rmtree(f.path.parent, ignore_errors=True)
         raise StudioError("send exactly one audio file")
     upload = await studio.set_audio(batch_id, files[0])
     return web.json_response(upload_json(upload), status=201)

@@ -59,7 +59,8 @@ class Studio:
         self._lock_fd = _lock_folder(self.paths.root)
         self.db = StudioDB(self.paths.db)
         self.log = JobLog(self.paths.log, self.config.log_max_bytes, self.config.log_backups)
-        self.pool = WorkerPool(self.db, self.paths, self.config, self.log, after_result=self.apply_retention)
+        self.pool = WorkerPool(self.db, self.paths, self.config, self.log,
+                               after_result=self.apply_retention, after_batch=self.release_batch_files)
         self._tts_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -90,7 +91,7 @@ class Studio:
     def progress(self, batch_id: str) -> BatchProgress:
         batch = self.db.get_batch(batch_id)
         audio = self.db.get_upload(batch.audio_upload) if batch.audio_upload else None
-        views = [ItemView(i, self.db.get_upload(i.video_upload).filename) for i in self.db.items_of(batch_id)]
+        views = [ItemView(item, name) for item, name in self.db.items_with_names(batch_id)]
         return BatchProgress(batch, audio.filename if audio else None, audio.duration if audio else None, views)
 
     def list_batches(self, limit: int = 20, offset: int = 0) -> list[Batch]:
@@ -232,8 +233,30 @@ class Studio:
                 self.db.move_item(item.id, ItemStatus.CANCELLED, stage="cancelled")
         batch = self.db.move_batch(batch_id, BatchStatus.CANCELLED)
         self.log.event("batch_cancelled", batch=batch_id)
+        if not any(i.status is ItemStatus.RUNNING for i in self.db.items_of(batch_id)):
+            self.release_batch_files(batch_id)
         self.pool.wake()
         return batch
+
+    def release_batch_files(self, batch_id: str) -> None:
+        """A settled batch no longer needs its uploads or audio features: free the disk.
+
+        The upload rows stay, so the history still names every source.
+        """
+        batch = self.db.get_batch(batch_id)
+        upload_ids = [i.video_upload for i in self.db.items_of(batch_id)]
+        upload_ids += [batch.audio_upload] if batch.audio_upload else []
+        freed = 0
+        for upload_id in upload_ids:
+            upload = self.db.get_upload(upload_id)
+            if upload.owned:
+                folder = storage.inside(self.paths.root, upload.path).parent
+                if folder.parent == self.paths.uploads.resolve() and folder.exists():
+                    freed += storage.folder_bytes(folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+        for p in (audio_features_path(self.paths, batch_id), track_path(self.paths, batch_id)):
+            p.unlink(missing_ok=True)
+        self.log.event("batch_files_released", batch=batch_id, bytes=freed)
 
     def delete_batch(self, batch_id: str) -> None:
         """Forget a batch and its uploads; its results stay in the history."""

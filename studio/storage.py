@@ -115,6 +115,9 @@ def write_thumbnail(video: Path, out: Path, width: int = THUMB_WIDTH) -> tuple[f
         duration = _duration_seconds(container)
         w, h = vs.codec_context.width, vs.codec_context.height
         target = duration / 3.0
+        if vs.time_base and target > 1.0:
+            # Jump to the keyframe before the target instead of decoding a third of the file.
+            container.seek(int(target / vs.time_base), stream=vs, backward=True)
         frame_img = None
         for frame in container.decode(vs):
             frame_img = frame.to_ndarray(format="bgr24")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from aiohttp import BodyPartReader, web
 
@@ -77,7 +78,8 @@ class Received:
     head: bytes
 
 
-async def receive_files(request: web.Request, folder_for: "callable", max_bytes: int) -> list[Received]:
+async def receive_files(request: web.Request, folder_for: Callable[[], Path],
+                        max_bytes: int) -> list[Received]:
     """Save every file part of a multipart request; ``folder_for()`` gives a fresh
     folder per file.  Over ``max_bytes`` → 413, and nothing of the request is kept."""
     if not request.content_type.startswith("multipart/"):

@@ -45,12 +45,14 @@ def thumb_path(paths: StudioPaths, item: Item) -> Path:
 
 class WorkerPool:
     def __init__(self, db: StudioDB, paths: StudioPaths, config: StudioConfig, log: JobLog,
-                 after_result: Callable[[], None] | None = None) -> None:
+                 after_result: Callable[[], None] | None = None,
+                 after_batch: Callable[[str], None] | None = None) -> None:
         self.db = db
         self.paths = paths
         self.config = config
         self.log = log
         self.after_result = after_result
+        self.after_batch = after_batch   # a batch is settled: nothing of it runs any more
         self.size = config.worker_count()
         self._executor: ProcessPoolExecutor | None = None
         self._generation = 0
@@ -72,11 +74,14 @@ class WorkerPool:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        self._kill_executor()
-        for task in list(self._inflight.values()):
+        # Cancel the waiting tasks before killing the processes, so that no task
+        # mistakes a deliberate stop for a crashed render (which would count an attempt).
+        tasks = list(self._inflight.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
+        self._kill_executor()
 
     def wake(self) -> None:
         self._wake.set()
@@ -84,15 +89,6 @@ class WorkerPool:
     @property
     def busy(self) -> int:
         return len(self._inflight)
-
-    async def warm_up(self) -> None:
-        """Start every render process and load the heavy libraries now rather than on the
-        first item (the CLI and the benchmark use this; the server starts them lazily)."""
-        loop = asyncio.get_running_loop()
-        executor = self._get_executor()
-        ckpt = str(self.config.checkpoint) if self.config.checkpoint else None
-        await asyncio.gather(*(loop.run_in_executor(executor, pipeline.warm_up, 0.5, ckpt)
-                               for i in range(self.size)))
 
     def recover(self) -> None:
         """After a crash: finish what completed, requeue what was interrupted."""
@@ -160,7 +156,18 @@ class WorkerPool:
         self.db.move_batch(batch.id, BatchStatus.FINISHED, error=summary)
         self.log.event("batch_finished", batch=batch.id, done=done, failed=failed,
                        seconds=time.time() - (batch.started_at or batch.created_at))
+        self._settled(batch.id)
         return True
+
+    def _settled(self, batch_id: str) -> None:
+        """Tell the owner once a terminal batch has nothing running any more."""
+        if self.after_batch is None or not self.db.get_batch(batch_id).status.terminal:
+            return
+        if any(i.status is ItemStatus.RUNNING for i in self.db.items_of(batch_id)):
+            return
+        if any(key.endswith(batch_id) for key in self._inflight):
+            return
+        self.after_batch(batch_id)
 
     def _launch(self, key: str, coro) -> None:
         task = asyncio.create_task(coro, name=key)
@@ -246,6 +253,7 @@ class WorkerPool:
         if not current.status.terminal:
             self.db.move_batch(batch.id, BatchStatus.FAILED, error=reason)
         self.log.event("batch_failed", batch=batch.id, reason=reason)
+        self._settled(batch.id)
 
     async def _render(self, batch: Batch, item: Item) -> None:
         item = self.db.move_item(item.id, ItemStatus.RUNNING)
@@ -292,6 +300,11 @@ class WorkerPool:
                 self.log.event("item_warning", batch=batch.id, item=item.id, warning=warning)
             if self.after_result is not None:
                 self.after_result()
+        finally:
+            if not self.db.get_batch(batch.id).status.active:
+                # The last item of a cancelled batch: the batch is now settled.
+                self._inflight.pop(f"item:{item.id}", None)
+                self._settled(batch.id)
 
     def _settle(self, item: Item, status: ItemStatus, **fields) -> bool:
         """Move a running item on, unless something else (a failed batch) already settled it."""

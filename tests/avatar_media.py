@@ -57,8 +57,9 @@ def _gradient(width: int, height: int) -> np.ndarray:
 
 
 def write_video(path: Path, frames, fps: float | Fraction, codec: str = "libx264",
-                timestamps: list[float] | None = None) -> Path:
-    """Encode BGR frames; ``timestamps`` (seconds) make a variable-frame-rate file."""
+                timestamps: list[float] | None = None, display_rotation: int = 0) -> Path:
+    """Encode BGR frames; ``timestamps`` (seconds) make a variable-frame-rate file;
+    ``display_rotation`` (degrees counter-clockwise) tags it like a phone video."""
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w") as out:
         stream = None
@@ -70,6 +71,8 @@ def write_video(path: Path, frames, fps: float | Fraction, codec: str = "libx264
                 stream.options = {"preset": "ultrafast"} if codec == "libx264" else {}
                 if timestamps is not None:
                     stream.codec_context.time_base = Fraction(1, 1000)
+                if display_rotation:
+                    stream.set_display_rotation(display_rotation)
             vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
             if timestamps is not None:
                 vf.pts, vf.time_base = int(round(timestamps[i] * 1000)), Fraction(1, 1000)

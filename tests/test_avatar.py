@@ -160,6 +160,17 @@ def test_variable_frame_rate_is_resampled_by_timestamp(media, cache_root):
         assert got == expected, k
 
 
+def test_phone_rotation_tag_is_applied(media, cache_root):
+    upright = canvas_with_face(360, 480, 300, 30, 60)
+    stored = cv2.rotate(upright, cv2.ROTATE_90_CLOCKWISE)   # sensor-landscape, as phones store it
+    info = prepare_avatar(write_video(media / "phone.mp4", [stored] * 15, 25, display_rotation=90), cache_root)
+    assert (info.width, info.height) == (360, 480)
+    avatar = load_avatar(info.avatar_id, cache_root)
+    assert _mse(avatar.frame(0), upright) < 25.0
+    lm = avatar.landmarks[0]
+    assert lm[13, 1] > lm[33, 1] + 20 and lm[263, 0] > lm[33, 0] + 20   # mouth below eyes, upright
+
+
 def test_short_gap_without_face_is_filled_with_a_warning(media, cache_root):
     fps, n = 25, 60
     hidden = range(25, 33)   # 1.00-1.32 s: the face leaves the picture
@@ -305,12 +316,14 @@ def test_bad_files_give_readable_errors(media, cache_root, moving_video):
     (media / "junk.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + rng.bytes(4000))
     (media / "junk.jpg").write_bytes(b"\xff\xd8\xff\xe0" + rng.bytes(4000))
     (media / "notes.txt").write_text("hello")
+    (media / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + rng.bytes(100))
     (media / "empty.mp4").write_bytes(b"")
     (media / "tiny.png").write_bytes(cv2.imencode(".png", np.zeros((20, 20, 3), np.uint8))[1].tobytes())
     cases = {
         "junk.mp4": "not a readable video|cannot be decoded|no decodable",
         "junk.jpg": "not a readable image",
         "notes.txt": "unsupported file type",
+        "IMG_0001.HEIC": "HEIC/AVIF photos are not supported",
         "empty.mp4": "is empty",
         "tiny.png": "too small",
         "missing.mp4": "does not exist",

@@ -22,6 +22,7 @@ from tests.webrtc_client import LipstreamClient
 pytestmark = pytest.mark.timeout(180)
 
 SILENCE_RMS = 0.004
+FPS = 25.0
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,8 @@ def _timelines(client: LipstreamClient, meter: MouthMeter):
     """(video sender times, mouth scores), (audio envelope sender times, rms) of everything received."""
     v_pts = np.array([v.pts for v in client.video])
     scores = np.array([meter.score(v.data) for v in client.video], dtype=np.float64)
-    t_v = client.sender_time("video", v_pts)
+    # A frame is on screen for 1/fps from its timestamp; it shows the middle of that span.
+    t_v = client.sender_time("video", v_pts) + 0.5 / FPS
     audio, start = client.audio_signal()
     t_rel, rms = envelope(audio, 48_000, 0.01)
     t_a = client.sender_time("audio", start + t_rel * 48_000)
@@ -204,4 +206,4 @@ async def test_two_sessions_run_side_by_side(live_server, meter):
         assert n >= 0.8 * 25 * elapsed, f"only {n} frames in {elapsed:.1f} s"
         scores = np.array([meter.score(v.data) for v in c.video])
         assert scores.max() > np.median(scores) + 5, "no mouth motion"
-        assert s["late_frames"] < 0.1 * s["frames_sent"]
+        assert s["skipped_frames"] < 0.2 * s["frames_sent"], s

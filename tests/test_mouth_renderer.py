@@ -18,6 +18,7 @@ from bench.render import talking_video
 from models.avatar import Avatar, default_avatar, load_avatar, prepare_avatar
 from models.face_landmarks import find_faces, mouth_features
 from models.mouth_geometry import lower_face_outline, mouth_frame
+from models.mouth_library import OPEN_SLACK, MouthLibrary
 from models.mouth_renderer import MouthRenderer, RenderError
 from models.mouth_shape import CLOSED, MouthShape
 from models.photo_mouth import plan_for
@@ -158,15 +159,17 @@ def test_bad_requests_raise_a_clear_error(photo):
 
 def test_video_library_shows_real_mouths_open_and_closed(video):
     feats = video.mouth_features
+    library = MouthLibrary(feats, video.landmarks)
     i = int(np.argmax(feats[:, 0]))           # a frame with the mouth wide open
     r = MouthRenderer(video)
     closed = measured(r.render(i, CLOSED))[0]
     assert closed <= feats[:, 0].min() + 0.12, (closed, feats[:, 0].min())
     j = int(np.argmin(feats[:, 0]))           # a frame with the mouth (nearly) shut
     r.reset()
-    opened = measured(r.render(j, MouthShape(openness=float(feats[:, 0].max()))))[0]
+    opened = measured(r.render(j, MouthShape(openness=float(library.target_for(i)[0]))))[0]
     assert opened >= feats[:, 0].max() - 0.15, (opened, feats[:, 0].max())
     # Beyond anything in the video: the closest real mouth is warped further open.
+    assert library.measured_openness(1.0) > feats[:, 0].max() + OPEN_SLACK
     r.reset()
     wider = measured(r.render(j, MouthShape(openness=1.0)))[0]
     assert wider > opened + 0.03, (wider, opened)
@@ -185,10 +188,9 @@ def test_video_blend_has_no_seam_and_keeps_the_rest(video):
 
 def test_video_frame_whose_mouth_matches_is_passed_through(video):
     r = MouthRenderer(video)
-    i = 17
-    o, w, rr = (float(x) for x in video.mouth_features[i])
-    shape = MouthShape(o, w - float(np.median(video.mouth_features[:, 1])), rr)
-    assert np.array_equal(r.render(i, shape), video.frame(i))
+    for i in (17, int(np.argmax(video.mouth_features[:, 0]))):
+        o, w, rr = (float(x) for x in MouthLibrary(video.mouth_features, video.landmarks).target_for(i))
+        assert np.array_equal(r.render(i, MouthShape(o, w, rr)), video.frame(i))
 
 
 def test_video_playback_is_temporally_stable(video):

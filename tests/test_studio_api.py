@@ -155,9 +155,12 @@ async def test_log_file_has_one_line_per_job_event(server, finished_batch):
     lines = [line for line in text.splitlines() if finished_batch["id"] in line]
     events = [line.split()[1] for line in lines]
     for event in ("batch_created", "batch_queued", "batch_started", "analyze_started", "analyze_done",
-                  "item_started", "item_done", "item_failed", "batch_finished"):
+                  "item_started", "item_done", "item_failed", "batch_finished", "batch_files_released"):
         assert event in events, (event, events)
     assert events.count("item_started") == 4
+    # the settled batch's uploads were freed; the history still names them
+    uploads = server.data_dir / "studio" / "uploads"
+    assert not [p for p in uploads.rglob("*.mp4") if p.name.startswith("presenter")]
     assert all(line[:4].isdigit() and line.split()[0].endswith("Z") for line in lines)
 
 
@@ -370,3 +373,22 @@ def test_database_is_wal_and_consistent(server, finished_batch):
         assert orphans == 0
     finally:
         conn.close()
+
+
+async def test_typed_text_becomes_the_batch_audio(server):
+    async with aiohttp.ClientSession() as s:
+        base = server.url
+        async with s.get(f"{base}/studio/voices") as r:
+            voices = (await r.json())["voices"]
+        ids = {v["id"] for v in voices}
+        assert "espeak/en-us" in ids, ids
+        bid = await new_batch(s, base)
+        async with s.post(f"{base}/studio/batches/{bid}/tts",
+                          json={"text": "Hello from the studio. Welcome to the show!",
+                                "voice": "espeak/en-us"}) as r:
+            assert r.status == 201, await r.text()
+            audio = await r.json()
+        assert 1.0 < audio["duration"] < 10.0
+        async with s.get(f"{base}/studio/batches/{bid}") as r:
+            snap = await r.json()
+        assert snap["audio_name"] == audio["filename"] and snap["audio_duration"] == audio["duration"]

@@ -64,8 +64,9 @@ def test_every_cmu_phone_is_known_with_and_without_stress(phone):
         ("tʃ", "ipa", ("CH",)), ("ɡ", "ipa", ("kk",)), ("uː", "ipa", ("ou",)), ("ɚ", "ipa", ("RR",)),
         ("ʈʂʰ", "ipa", ("CH",)), ("n̩", "ipa", ("nn",)), ("", "ipa", ("sil",)),
         ("aI", "sampa", ("aa", "ih")), ("{", "sampa", ("aa",)), ("tS", "sampa", ("CH",)), ("_", "sampa", ("sil",)),
-        ("r=", "sampa", ("RR",)), ("@U", "sampa", ("E", "ou")),
-        ("'aI", "espeak", ("aa", "ih")), ("3:", "espeak", ("E",)), ("0", "espeak", ("oh",)), ("_:", "espeak", ("sil",)),
+        ("r=", "sampa", ("RR",)), ("@U", "sampa", ("E", "ou")), ("3:", "sampa", ("E",)), ("p_h", "sampa", ("PP",)),
+        ("l=", "sampa", ("nn",)), ("u:", "sampa", ("ou",)), ("c", "ipa", ("kk",)), ("ɟʰ", "ipa", ("kk",)),
+        ("'aI", "espeak", ("aa", "ih")), ("3:", "espeak", ("E",)), ("0", "espeak", ("aa",)), ("AH0", "arpabet", ("E",)), ("AH1", "arpabet", ("aa",)), ("_:", "espeak", ("sil",)),
     ],
 )
 def test_table_entries(phone, alphabet, expected):
@@ -81,18 +82,30 @@ def test_unknown_phone_is_guessed_counted_and_never_raises():
     assert not is_known("Ж", "ipa") and is_known("m", "ipa")
 
 
-def _sample_phones(engine: str) -> list[PhoneSpan]:
-    text = "Maybe the quick brown fox jumps over the lazy dog, she thought, measuring each azure wave."
+ENGLISH_SAMPLE = "Maybe the quick brown fox jumps over the lazy dog, she thought, measuring each azure wave."
+SAMPLES = {
+    "cmn": "我们明天早上八点在北京见面。你好吗？",
+    "hi": "मेरा नाम राम है और मैं भारत में रहता हूँ।",
+    "es": "El perro de San Roque no tiene rabo.",
+}
+
+
+def _sample_phones(engine: str, voice: str | None) -> list[PhoneSpan]:
     mod = pytest.importorskip(f"tts.{engine}")
-    if not mod.available():
-        pytest.skip(f"{engine} is not installed here")
-    return mod.synthesize_aligned(text).phones
+    if not mod.available() or (voice is not None and voice.split("+")[0] not in mod.voices()):
+        pytest.skip(f"{engine} {voice or ''} is not installed here")
+    text = SAMPLES.get(voice or "", ENGLISH_SAMPLE)
+    return (mod.synthesize_aligned(text, voice) if voice else mod.synthesize_aligned(text)).phones
 
 
-@pytest.mark.parametrize("engine", ["espeak", "flite", "piper_voice", "festival", "mbrola"])
-def test_tables_cover_every_phone_a_corpus_engine_emits(engine):
-    phones = _sample_phones(engine)
-    assert len(phones) > 40
+@pytest.mark.parametrize(
+    "engine, voice",
+    [("espeak", None), ("espeak", "cmn"), ("espeak", "hi"), ("espeak", "es"), ("flite", None), ("piper_voice", None),
+     ("festival", None), ("mbrola", "us1"), ("mbrola", "en1")],
+)
+def test_tables_cover_every_phone_a_corpus_engine_emits(engine, voice):
+    phones = _sample_phones(engine, voice)
+    assert len(phones) > 20
     unknown = sorted({(p.alphabet, p.phone) for p in phones if not is_known(p.phone, p.alphabet)})
     assert unknown == []
 

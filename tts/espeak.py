@@ -3,13 +3,16 @@
 The library comes from the PyPI package ``espeakng-loader`` (library + data,
 no system install).  Phone times come from the library's own phoneme events
 (``espeakEVENT_PHONEME``), each stamped with the output sample at which that
-phoneme starts, so they are exact by construction.
+phoneme starts, so they are exact by construction -- with one convention
+fixed up here: a voiceless stop's event marks its release, and its silent
+closure is moved from the previous phone to the stop (``_move_closures``).
 
 Alphabet: IPA as espeak writes it (events initialised with
 ``espeakINITIALIZE_PHONEME_IPA``), one phone per espeak phoneme -- so
 diphthongs and affricates are single phones (``oʊ``, ``tʃ``).  Stress marks
-are removed; espeak's ``.`` and ``-`` (markers in its Chinese IPA, e.g.
-``s.``) is removed too.  Pauses are ``""``.
+are removed, and so are espeak's ``.``, ``-`` and ``"`` annotations (e.g. the
+retroflex mark of ``s.`` in its Chinese IPA) and language-switch markers
+(``(en)``).  Pauses are ``""``.
 
 Voices: ``<language>[+<variant>]``, e.g. ``en-us``, ``en-gb+f3``, ``cmn``,
 ``yue``, ``es``, ``de+m2``; ``voices()`` lists the languages.
@@ -24,6 +27,7 @@ processes.  It is ~500x faster than real time, so the lock rarely matters.
 from __future__ import annotations
 
 import ctypes
+import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -164,7 +168,9 @@ def voices() -> list[str]:
 
 def clean_ipa(name: str) -> str:
     """espeak's IPA event name -> our phone symbol (stress and '.' removed)."""
-    return name.replace("ˈ", "").replace("ˌ", "").replace(".", "").replace("-", "").strip()
+    if name.startswith("(") and name.endswith(")"):
+        return ""  # a language switch marker such as "(en)", not a sound
+    return re.sub(r'[ˈˌ.\-"]', "", name).strip()
 
 
 def synthesize_aligned(

@@ -1,0 +1,60 @@
+"""The page in headless Chromium: connect with the (fake) microphone, get moving video,
+speak text, see the events, disconnect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.browser import Chromium, chromium_path
+from tests.media import speech_with_gaps, write_wav
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.timeout(150),
+    pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed"),
+]
+
+
+async def test_page_connects_plays_moving_video_and_speaks(live_server, tmp_path):
+    track = speech_with_gaps(("Front_Center", "Rear_Left"), gaps=(0.6,), lead=0.3, tail=0.3)
+    wav = write_wav(tmp_path / "mic.wav", np.tile(track.audio, 3), 16_000)
+    async with Chromium.launch(fake_audio=wav) as browser:
+        page = await browser.open(live_server.url + "/")
+        await page.wait_for("document.readyState === 'complete' && !!window.lipstream")
+        # The voice list is filled from /voices; the Studio tab is hosted by the page.
+        await page.wait_for("document.querySelectorAll('#voice-select option').length > 2")
+        assert await page.evaluate("!!document.getElementById('studio-root')")
+
+        await page.evaluate("document.getElementById('mic-toggle').checked = true")
+        await page.evaluate("document.getElementById('connect').click()")
+        await page.wait_for("window.lipstream.sessionId !== null", timeout=30)
+        await page.wait_for("document.getElementById('avatar-video').currentTime > 1.5", timeout=30)
+        q1 = await page.evaluate(
+            "(() => { const v = document.getElementById('avatar-video');"
+            " const q = v.getVideoPlaybackQuality();"
+            " return {t: v.currentTime, frames: q.totalVideoFrames, w: v.videoWidth, h: v.videoHeight,"
+            " paused: v.paused}; })()"
+        )
+        assert q1["w"] == 512 and q1["h"] == 512 and not q1["paused"]
+
+        # Text through the page: the event log shows the speech start.
+        await page.evaluate("document.getElementById('say-text').value = 'Hello from the browser test.'")
+        await page.evaluate("document.getElementById('say').click()")
+        await page.wait_for("document.getElementById('event-log').textContent.includes('speech_start')", timeout=30)
+        await page.wait_for("document.getElementById('stat-fps').textContent !== '–'", timeout=10)
+
+        q2 = await page.evaluate(
+            "(() => { const v = document.getElementById('avatar-video');"
+            " const q = v.getVideoPlaybackQuality();"
+            " return {t: v.currentTime, frames: q.totalVideoFrames}; })()"
+        )
+        elapsed = q2["t"] - q1["t"]
+        assert elapsed > 0.5
+        assert (q2["frames"] - q1["frames"]) / elapsed > 15, (q1, q2)
+
+        sessions = await page.evaluate("fetch('/sessions').then(r => r.json())")
+        assert sessions["count"] == 1 and sessions["sessions"][0]["mic"] is True
+
+        await page.evaluate("document.getElementById('disconnect').click()")
+        await page.wait_for("fetch('/sessions').then(r => r.json()).then(s => s.count === 0)", timeout=15)

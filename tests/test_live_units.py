@@ -1,0 +1,226 @@
+"""Unit tests of the live server's pieces that need no network: the audio feed
+(jitter buffer, clips, silence skipping), the media clock, the tracks' stamping,
+sentence splitting, voice choice, the mic jitter buffer and SSE encoding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+from aiortc.rtp import RtpPacket
+
+from live.audio_feed import AudioFeed, Clip, FeedConfig
+from live.events import EventHub
+from live.media_clock import MediaClock
+from live.mic_jitter import ImmediateAudioJitterBuffer
+from live.speech_queue import split_sentences, trim_leading_silence
+from live.tracks import AUDIO_PIECE, AvatarAudioTrack, AvatarVideoTrack
+from live.tts_service import TtsError, TtsService, guess_voice
+
+RATE = 16_000
+
+
+def _tone(n: int, amp: float = 0.3) -> np.ndarray:
+    return (amp * np.sin(2 * np.pi * 220 * np.arange(n) / RATE)).astype(np.float32)
+
+
+# -- AudioFeed ---------------------------------------------------------------------
+
+
+def test_clips_are_handed_out_lazily_with_exact_markers():
+    feed = AudioFeed()
+    feed.add_clip(Clip("u1", _tone(1000), "hello", first=True, last=False))
+    feed.add_clip(Clip("u1", _tone(500), "hello", first=False, last=True))
+    got = feed.take(640, now=0.0)
+    assert len(got.samples) == 640 and feed.position == 640
+    assert [(m.kind, m.position) for m in got.markers] == [("start", 0)]
+    got = feed.take(2000, now=0.0)
+    assert len(got.samples) == 860          # only real speech; the engine pads the rest
+    assert [(m.kind, m.position) for m in got.markers] == [("end", 1499)]
+    assert len(feed.take(640, now=0.0).samples) == 0
+
+
+def test_mic_waits_for_a_full_need_then_flows_and_counts_underruns():
+    feed = AudioFeed()
+    feed.add_mic(_tone(320), arrival=0.0)
+    assert len(feed.take(1600, now=0.01).samples) == 0 and not feed.mic_flowing
+    for k in range(1, 5):
+        feed.add_mic(_tone(320), arrival=0.02 * k)
+    got = feed.take(1600, now=0.1)
+    assert feed.mic_flowing and len(got.samples) == 1600
+    assert [pos for pos, _ in got.mic_chunks] == [0, 320, 640, 960, 1280]
+    feed.add_mic(_tone(320), arrival=0.12)
+    got = feed.take(640, now=0.13)          # only half of the need has arrived
+    assert len(got.samples) == 320
+    feed.note_padding(320)
+    assert feed.underruns == 1 and feed.position == 1600 + 640
+
+
+def test_silence_is_skipped_to_bound_latency_but_speech_never():
+    feed = AudioFeed(FeedConfig(max_extra_s=0.03))
+    silence = np.zeros(3200, np.float32)
+    feed.add_mic(silence, 0.0)
+    feed.add_mic(_tone(1600), 0.2)
+    got = feed.take(640, now=0.2)
+    # 4800 buffered, need 640: the silent head goes (the backlog stays above the margin
+    # because of the speech), the speech is kept whole.
+    assert feed.skipped_samples == 3200
+    assert len(got.samples) + feed.mic_backlog == 1600
+    assert np.abs(got.samples).max() > 0.1
+    backlog = feed.mic_backlog
+    feed.take(640, now=0.21)
+    assert feed.mic_backlog == backlog - 640, "speech must not be dropped"
+
+
+def test_mic_and_clip_are_mixed_and_interrupt_forgets_both():
+    feed = AudioFeed()
+    feed.add_mic(np.full(2000, 0.1, np.float32), 0.0)
+    feed.add_clip(Clip("u2", np.full(5000, 0.2, np.float32), "x"))
+    got = feed.take(1600, now=0.0)
+    assert np.allclose(got.samples, 0.3)
+    dropped = feed.interrupt(cut=640)
+    assert [c.utterance_id for c in dropped] == ["u2"]
+    assert feed.position == 640 and feed.mic_backlog == 0 and feed.clip_backlog == 0 and not feed.mic_flowing
+
+
+def test_mic_stops_being_flowing_after_timeout():
+    feed = AudioFeed(FeedConfig(mic_timeout_s=0.25))
+    feed.add_mic(_tone(1600), 0.0)
+    feed.take(1600, now=0.01)
+    assert feed.mic_flowing
+    feed.take(640, now=1.0)
+    assert not feed.mic_flowing
+
+
+# -- clock and tracks ----------------------------------------------------------------
+
+
+def test_media_clock_derives_timestamps_from_the_index_without_drift():
+    clock = MediaClock(25.0)
+    clock.begin(at=100.0)
+    ten_hours = 25 * 3600 * 10
+    assert clock.video_pts(ten_hours) == ten_hours * 3600
+    assert clock.audio_pts(ten_hours) == ten_hours * 640
+    assert clock.time_of_frame(ten_hours) == pytest.approx(100.0 + 36000.0)
+    ntsc = MediaClock(30.0)
+    # 30 fps: frame sizes alternate 533/534 samples but never accumulate an error.
+    assert ntsc.audio_pts(30 * 3600) == 16_000 * 3600
+    assert ntsc.video_pts(30 * 3600) == 90_000 * 3600
+
+
+async def test_audio_track_cuts_20ms_pieces_with_continuous_pts_and_silences_on_interrupt():
+    clock = MediaClock(30.0)
+    clock.begin()
+    track = AvatarAudioTrack(clock)
+    for i in range(3):
+        start, end = clock.timeline.audio_range(i)
+        track.put(i, np.full(end - start, 1000, np.int16))
+    pieces = list(track._queue)
+    assert all(p.samples <= AUDIO_PIECE for p in pieces)
+    pts = [int(p.pts) for p in pieces]
+    assert pts == sorted(pts) and pts[0] == 0
+    assert all(b - a == p.samples for a, b, p in zip(pts, pts[1:], pieces))
+    first = await track.recv()
+    assert first.to_ndarray().max() == 1000
+    silenced = track.silence_pending()
+    assert silenced == sum(p.samples for p in pieces[1:])
+    rest = [await track.recv() for _ in pieces[1:]]
+    assert all(f.to_ndarray().max() == 0 for f in rest)
+    track.stop()
+
+
+async def test_video_track_stamps_pts_and_drops_oldest_when_the_encoder_lags():
+    import av
+
+    clock = MediaClock(25.0)
+    clock.begin()
+    left = []
+    track = AvatarVideoTrack(clock, on_leave=lambda i, t: left.append(i))
+    for i in range(6):
+        track.put(i, av.VideoFrame(64, 64, "yuv420p"))
+    assert track.frames_dropped == 3
+    frame = await track.recv()
+    assert frame.pts == 3 * 3600 and left == [3]
+    track.stop()
+
+
+# -- speech ------------------------------------------------------------------------
+
+
+def test_sentences_split_and_a_long_first_sentence_starts_with_a_clause():
+    assert split_sentences("Hello there. How are you?  Fine!") == ["Hello there.", "How are you?", "Fine!"]
+    long = "Although the weather was terrible all week, we still went out to the lake and swam. Then home."
+    parts = split_sentences(long)
+    assert parts[0] == "Although the weather was terrible all week," and parts[-1] == "Then home."
+    assert split_sentences("你好。今天天气很好！") == ["你好。", "今天天气很好！"]
+    assert split_sentences("   ") == []
+
+
+def test_leading_silence_is_trimmed_to_10ms():
+    audio = np.concatenate([np.zeros(1600, np.float32), _tone(1600)])
+    out = trim_leading_silence(audio)
+    assert len(out) == 1600 + 160
+
+
+def test_voice_choice_and_unknown_voices():
+    assert guess_voice("Hello") == "piper:joe"
+    assert guess_voice("你好，世界") == "espeak:cmn"
+    assert guess_voice("Привет") == "espeak:ru"
+    tts = TtsService.default()
+    try:
+        assert tts.resolve(None, "Hello")[1] == "joe"
+        assert tts.resolve("espeak:de+f2")[1] == "de+f2"
+        assert tts.resolve("es")[0].engine == "espeak"
+        with pytest.raises(TtsError, match="unknown TTS engine"):
+            tts.resolve("nope:x")
+        with pytest.raises(TtsError, match="unknown voice"):
+            tts.resolve("piper:/etc/passwd")
+    finally:
+        tts.close()
+
+
+# -- mic jitter buffer ---------------------------------------------------------------
+
+
+def _packet(seq: int) -> RtpPacket:
+    p = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
+    p._data = bytes([seq % 256])  # type: ignore[attr-defined]
+    return p
+
+
+def test_mic_jitter_buffer_releases_in_order_at_once_and_skips_holes():
+    jb = ImmediateAudioJitterBuffer()
+    assert jb.add(_packet(10))[1].timestamp == 9600       # no 80 ms prefetch
+    assert jb.add(_packet(11))[1].timestamp == 10560
+    assert jb.add(_packet(13))[1] is None                  # 12 is missing: wait a little
+    assert jb.add(_packet(12))[1].timestamp == 11520       # it arrived late but in time
+    assert jb.add(_packet(14))[1].timestamp == 12480       # (13 and 14 come one per arrival)
+    jb2 = ImmediateAudioJitterBuffer()
+    jb2.add(_packet(1))
+    assert jb2.add(_packet(3))[1] is None
+    assert jb2.add(_packet(4))[1] is None
+    assert jb2.add(_packet(5))[1].timestamp == 3 * 960     # gave up on 2
+    assert jb2.add(_packet(2))[1] is None                  # too late now
+
+
+# -- events ------------------------------------------------------------------------
+
+
+async def test_event_hub_fans_out_and_bounds_slow_subscribers():
+    hub = EventHub()
+    q = hub.subscribe()
+    ev = hub.publish("speech_start", utterance_id="u1", text="hi")
+    raw = ev.encode().decode()
+    assert raw.startswith("id: 1\nevent: speech_start\ndata: ") and raw.endswith("\n\n")
+    assert json.loads(raw.split("data: ", 1)[1])["text"] == "hi"
+    for k in range(500):
+        hub.publish("stats", k=k)
+    assert q.qsize() == 256
+    hub.close()
+    items = [q.get_nowait() for _ in range(q.qsize())]
+    assert items[-1] is None
+    assert [e.kind for e in hub.history] == ["speech_start"]
+    late = hub.subscribe()
+    assert await asyncio.wait_for(late.get(), 1) is None
