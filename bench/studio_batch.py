@@ -179,11 +179,16 @@ def summarize(out: dict, n: int, seconds: float, side: int, load: float) -> list
         f"- includes the cold start of {out['workers']} render processes (spawn + imports + model load: "
         f"{cold:.1f} s before the first one worked); items waited {waited:.1f} s in total for the audio "
         f"features; uploads before start took {out['upload_s']:.1f} s (not counted)",
-        "- where the CPU time went (summed over render processes, seconds):",
+        "- where the time went (stage wall times summed over the render processes, seconds):",
         "",
-        "| stage | CPU s | share |",
+        "| stage | s | share |",
         "|---|---|---|",
     ]
+    cpu = sum(_field(x, "cpu_s") for x in done + analyze)
+    if cpu > 0:
+        lines.insert(3, f"- CPU time used by the render processes: {cpu:.1f} s; spread over {out['workers']} "
+                        f"cores that is **{cpu / out['workers']:.1f} s** ({media_s / (cpu / out['workers']):.2f}x "
+                        "real time) -- what the batch takes on an otherwise idle machine, cold start aside")
     total_stage = sum(stage.values()) or 1.0
     lines += [f"| {k} | {v:.1f} | {100 * v / total_stage:.0f} % |" for k, v in stage.items()]
     lines += [

@@ -7,9 +7,10 @@ says play with it) into the audio track.  Timestamps come from the frame index
 timestamps of the two tracks describe the same moment for frame ``i`` and a
 receiver's lip-sync (RTCP sender reports) lines them up by construction.
 
-Audio is cut into pieces of at most 20 ms: aiortc's Opus encoder stamps all the
-packets of one call with a single timestamp, so one call must yield at most one
-packet.  Audio is never dropped (that would shift it against the video); at an
+Audio goes out as 20 ms pieces at 48 kHz: aiortc's Opus encoder stamps all the
+packets of one call with a single timestamp (so one call must make one packet),
+and only 48 kHz passes its resampler without being held back a packet (see
+``live.upsampler``).  Audio is never dropped (that would shift it against the video); at an
 interrupt its queued pieces are silenced instead.
 """
 
@@ -19,16 +20,21 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from fractions import Fraction
 
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from live.media_clock import AUDIO_TIME_BASE, VIDEO_TIME_BASE, MediaClock
+from live.media_clock import VIDEO_TIME_BASE, MediaClock
 from live.mel_stream import SAMPLE_RATE
+from live.upsampler import Upsampler3
 
-AUDIO_PIECE = SAMPLE_RATE // 50     # 20 ms
+OUT_FACTOR = 3
+OUT_RATE = SAMPLE_RATE * OUT_FACTOR  # 48 kHz: what Opus encodes without resampling (and delaying) it
+OUT_TIME_BASE = Fraction(1, OUT_RATE)
+AUDIO_PIECE = OUT_RATE // 50         # 20 ms
 MAX_VIDEO_QUEUE = 3                 # frames waiting for a slow encoder before the oldest is dropped
 
 
@@ -78,31 +84,39 @@ class AvatarAudioTrack(MediaStreamTrack):
     def __init__(self, clock: MediaClock) -> None:
         super().__init__()
         self.clock = clock
-        self.samples_sent = 0
-        # Video leaves when it has been rendered (a little after its moment); audio
-        # leaves this much after its moment too, so that the sender reports of both
+        self.samples_sent = 0            # at 48 kHz
+        # Video leaves when it has been rendered (a little off its moment); audio
+        # leaves this much off its moment too, so that the sender reports of both
         # tracks put frame i's picture and sound at the same wall-clock time.
         self.send_delay_s = 0.0
+        self._upsampler = Upsampler3()
+        self._pending = np.zeros(0, dtype=np.float32)   # 48 kHz samples not yet a whole piece
+        self._next_pts = 0                               # 48 kHz pts of the next piece
         self._queue: deque[av.AudioFrame] = deque()
         self._waiting: av.AudioFrame | None = None   # taken by aiortc, waiting for its moment
         self._ready = asyncio.Event()
 
     def put(self, index: int, audio: np.ndarray) -> None:
-        """Queue frame ``index``'s int16 16 kHz audio, as pieces of at most 20 ms."""
-        pcm = np.ascontiguousarray(audio, dtype=np.int16).reshape(-1)
-        start = self.clock.audio_pts(index)
-        for off in range(0, len(pcm), AUDIO_PIECE):
-            piece = pcm[off : off + AUDIO_PIECE]
-            frame = av.AudioFrame.from_ndarray(piece[None, :], format="s16", layout="mono")
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = start + off
-            frame.time_base = AUDIO_TIME_BASE
+        """Queue frame ``index``'s int16 16 kHz audio as 20 ms pieces at 48 kHz."""
+        pcm = np.asarray(audio, dtype=np.int16).reshape(-1).astype(np.float32) / 32768.0
+        if not self._queue and not len(self._pending) and self._next_pts == 0:
+            self._next_pts = self.clock.audio_pts(index) * OUT_FACTOR
+        self._pending = np.concatenate([self._pending, self._upsampler.push(pcm)])
+        while len(self._pending) >= AUDIO_PIECE:
+            piece, self._pending = self._pending[:AUDIO_PIECE], self._pending[AUDIO_PIECE:]
+            s16 = np.clip(np.round(piece * 32768.0), -32768, 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(s16[None, :], format="s16", layout="mono")
+            frame.sample_rate = OUT_RATE
+            frame.pts = self._next_pts
+            frame.time_base = OUT_TIME_BASE
+            self._next_pts += AUDIO_PIECE
             self._queue.append(frame)
         self._ready.set()
 
     def silence_pending(self) -> int:
-        """Zero every queued piece (an interrupt); returns how many samples were silenced."""
-        n = 0
+        """Zero every queued piece (an interrupt); returns how many 48 kHz samples were silenced."""
+        n = len(self._pending)
+        self._pending[:] = 0.0
         pending = list(self._queue) + ([self._waiting] if self._waiting is not None else [])
         for frame in pending:
             for plane in frame.planes:
@@ -123,7 +137,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         frame = self._waiting = self._queue.popleft()
         # Pace against the clock: a piece never leaves before its moment, so the
         # receiver's jitter buffer sees a steady 20 ms rhythm rather than bursts.
-        await self.clock.sleep_until(self.clock.time_of_sample(int(frame.pts)) + self.send_delay_s)
+        await self.clock.sleep_until(self.clock.time_of_sample(int(frame.pts) // OUT_FACTOR) + self.send_delay_s)
         self._waiting = None
         if self.readyState != "live":
             raise MediaStreamError

@@ -1,6 +1,7 @@
 """Avatars: a person's video or photo, prepared once into a cache every session reuses.
 
-``prepare_avatar`` turns a source file into constant-fps frames (JPEG on disk),
+``prepare_avatar`` turns a source file into constant-fps frames (JPEG on disk, plus
+a memory-mapped raw copy when it fits ``frame_store.RAW_BUDGET``),
 468 face landmarks per frame, per-frame mouth measurements and an idle-loop order.
 Photos get a generated idle loop (sway, breathing, blinks) and are stored exactly
 like videos, so nothing downstream cares which kind it was.
@@ -108,7 +109,7 @@ class Avatar:
         return f"Avatar({i.avatar_id!r}, {i.kind}, {i.width}x{i.height}, {i.n_frames} frames @ {i.fps:g} fps)"
 
     def frame(self, i: int) -> np.ndarray:
-        """Frame ``i`` as a writable BGR uint8 array (a copy; the decoded original is cached)."""
+        """Frame ``i`` as a writable BGR uint8 array (a copy of the mapped or cached original)."""
         return self._frames.get(int(i)).copy()
 
     def frame_readonly(self, i: int) -> np.ndarray:

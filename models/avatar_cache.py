@@ -5,6 +5,8 @@
                              presence means the directory is complete
         frames.bin           JPEG frames back to back      (models.frame_store)
         frames_index.npy     int64 byte offsets, n + 1
+        frames.raw           optional: raw BGR frames, memory-mapped (models.frame_store)
+        frames_raw.json      its shape; present only when frames.raw is complete
         landmarks.npy        (n, 468, 2) float32, output pixels, smoothed
         face_boxes.npy       (n, 4) float32 x0, y0, x1, y1 around the landmarks, smoothed
         face_sizes.npy       (n,) float32 outer-eye-corner distance in px (detail hint)

@@ -24,6 +24,7 @@ OWN_BONUS = 0.04         # ... and of the frame on screen (real pixels, no seam)
 POSE_WEIGHT = 0.6        # cost per unit of pose difference (see _pose)
 MISSING_FACE_COST = 10.0  # frames with interpolated landmarks are a last resort
 OPEN_SLACK = 0.08        # a pick this much less open than the target gets the photo warp on top
+CLOSED_OPENNESS = 0.08   # lips measuring at most this are together (bench/sync_report's CLOSED_BELOW)
 MIN_OPEN_RANGE = 0.5     # target openness 0..1 spans at least this much of the measured scale
 
 
@@ -45,14 +46,16 @@ class MouthLibrary:
         # are relative to a generic face, so centre the person's on their median.
         self.centred = feats.copy()
         self.centred[:, 1:] -= np.median(feats[:, 1:], axis=0)
-        # Openness too: the person's most closed mouth is their "closed" (a smile may
-        # part the lips), and their own range is used as far as it goes, so someone
-        # who articulates little still moves the mouth over all target values.  A
-        # range smaller than MIN_OPEN_RANGE (a video without speech) is not stretched:
-        # targets beyond it get the photo warp on top of the widest real mouth.
+        # Openness too: if the person's lips meet in the video, their most closed
+        # mouth is their "closed", and their own range is used as far as it goes, so
+        # someone who articulates little still moves the mouth over all target values.
+        # If they never meet (a smile that parts the lips throughout), closed is
+        # absolute 0, which no real frame shows: the renderer closes the nearest one.
+        # A range smaller than MIN_OPEN_RANGE (a video without speech) is not
+        # stretched: targets beyond it get the photo warp on top of the widest mouth.
         lo, hi = np.percentile(feats[:, 0], [2, 99.5])
-        self.open_floor = float(lo)
-        self.open_range = float(max(hi - lo, MIN_OPEN_RANGE))
+        self.open_floor = float(lo) if lo <= CLOSED_OPENNESS else 0.0
+        self.open_range = float(max(hi - self.open_floor, MIN_OPEN_RANGE))
         self.stable = smooth_track(np.asarray(landmarks, np.float32)[:, list(STABLE)], 1.5)
         self.pose = _pose(np.asarray(landmarks, np.float32))
         found = np.ones(len(feats), bool) if face_found is None else np.asarray(face_found, bool)

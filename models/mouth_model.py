@@ -5,14 +5,19 @@ the checkpoint format, and the predictor the live engine calls for every frame.
 
 The input is ``live.feature_window.window_for(mel, t)``: 80 mel bands × 24 frames
 (220 ms before the moment ``t`` and 80 ms after it).  Mel bands are the conv
-channels and time is the conv axis, so three small 1-D convolutions see the whole
-window; the time axis is then flattened (not pooled) because *where* in the window
-a sound happens matters — the frame at ``t`` is the one being described.
+channels and time is the conv axis: two 1-D convolutions pick up local
+spectro-temporal patterns (formant glides, bursts, nasal murmurs), then the time
+axis is flattened (not pooled) because *where* in the window a sound happens
+matters — the frame at ``t`` is the one being described — and an MLP decides.
 
 Outputs: 15 viseme logits and three shape values with their ranges built in:
 openness in (-0.1, 1) before clamping to [0, 1] — the margin below zero lets the
 network say "closed" with certainty, which then renders as exactly 0 — width in
 (-1, 1) and rounding in (0, 1).
+
+At batch 1 the cost is per-operation overhead, not arithmetic, so the network
+has few layers and the predictor runs it as one frozen graph (~0.1-0.2 ms per
+frame on one core; see ``bench/mouth_model.py``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ frame bit-identical:
 * video avatars: the person's own mouth from the best-matching frame of their video
   (``models.mouth_library``) is aligned onto the current frame, colour-matched and
   feathered in (``models.blend``); if the video never opens the mouth that wide, the
-  closest real mouth is first warped further open with the photo method.
+  closest real mouth is first warped further open with the photo method, and if the
+  person's lips never meet in the video (a smile that parts them), the most closed
+  real mouth is closed with the photo method's closing warp.
 
 One renderer serves one session: it remembers its previous library pick, so the
 mouth plays on through the person's real motion instead of flickering between far
@@ -29,7 +31,7 @@ import numpy as np
 
 from models.blend import colour_transfer, composite, feather_mask
 from models.mouth_geometry import lip_outline, lower_face_outline
-from models.mouth_library import OPEN_SLACK, LibraryPick, MouthLibrary
+from models.mouth_library import CLOSED_OPENNESS, OPEN_SLACK, LibraryPick, MouthLibrary
 from models.mouth_shape import MouthShape
 from models.photo_mouth import (
     MouthPalette, PhotoMouthPlan, palette_from, plan_for, pose_for, pose_towards, synthesize,
@@ -121,7 +123,7 @@ class MouthRenderer:
     def _render_photo(self, i: int, shape: MouthShape) -> np.ndarray:
         frame = self.avatar.frame_readonly(i)
         plan = self._plans.get(i, lambda: plan_for(self._landmarks[i], frame.shape[:2]))
-        roi = synthesize(frame, plan, pose_for(shape, plan.curves), self._palette_for(i))
+        roi = synthesize(frame, plan, pose_for(shape, plan), self._palette_for(i))
         out = frame.copy()
         if roi is not None:
             x0, y0, x1, y1 = plan.box
@@ -144,10 +146,11 @@ class MouthRenderer:
         frame = self.avatar.frame_readonly(i)
         j = pick.index
         crop, drop = self._crop(j), 0.0
-        if pick.open_deficit > OPEN_SLACK:
-            wanted = dataclasses.replace(shape, openness=self._library.measured_openness(shape.openness))
-            crop, drop = self._opened(j, crop, wanted)
-            if j == i:  # the frame's own mouth, opened: the warp is seamless by itself
+        have = float(self._library.features[j, 0])
+        show = openness_to_show(have, have + pick.open_deficit)
+        if show is not None:
+            crop, drop = self._moved(j, crop, dataclasses.replace(shape, openness=show))
+            if j == i:  # the frame's own mouth, moved: the warp is seamless by itself
                 return _paste(frame, crop)
         elif j == i:
             return frame.copy()
@@ -182,10 +185,11 @@ class MouthRenderer:
             return _Crop(frame[y0:y1, x0:x1].copy(), origin, lm - origin)
         return self._crops.get(j, make)
 
-    def _opened(self, j: int, crop: _Crop, shape: MouthShape) -> tuple[_Crop, float]:
-        """Frame ``j``'s real mouth warped further open (the library has none wider)."""
+    def _moved(self, j: int, crop: _Crop, shape: MouthShape) -> tuple[_Crop, float]:
+        """Frame ``j``'s real mouth warped further open (the library has none wider) or
+        closed (the person's lips never meet in the video); also returns the jaw drop."""
         plan = self._plans.get(("crop", j), lambda: plan_for(crop.landmarks, crop.image.shape[:2]))
-        pose = pose_towards(shape, plan.curves)
+        pose = pose_towards(shape, plan)
         roi = synthesize(crop.image, plan, pose, self._palette_for(j))
         if roi is None:
             return crop, 0.0
@@ -203,6 +207,26 @@ class MouthRenderer:
         if not 0 <= i < n:
             raise RenderError(f"frame index {i} out of range 0..{n - 1}")
         return i
+
+
+def openness_to_show(have: float, wanted: float) -> float | None:
+    """The (measured-scale) openness to warp a library mouth of openness ``have`` to,
+    or None to show the real mouth as it is.
+
+    Opening: only when the pick falls short by more than OPEN_SLACK (the library's
+    widest mouth).  Closing: real lips that already meet (``have`` at most
+    CLOSED_OPENNESS) are never touched; otherwise an excess over the wanted openness
+    is taken away, fully from OPEN_SLACK on and fading to nothing below it, so the
+    result does not jump as the wanted openness crosses the pick's own.
+    """
+    if wanted - have > OPEN_SLACK:
+        return wanted
+    excess = have - wanted
+    if have <= CLOSED_OPENNESS or excess <= 0:
+        return None
+    t = min(1.0, excess / OPEN_SLACK)
+    shown = have - excess * t * t * (3.0 - 2.0 * t)
+    return shown if have - shown > 1e-3 else None
 
 
 def _one(_: object) -> int:

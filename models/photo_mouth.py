@@ -1,15 +1,27 @@
 """Mouth motion synthesised from one still face: a lip/jaw warp plus a painted inner mouth.
 
-The face is split along the lower inner lip.  Everything above the split (upper lip,
-and any teeth the photo already shows, since upper teeth belong to the skull) rises
-a little; the lower lip and chin drop with the jaw.  Both moves are a smooth
-backward displacement field over a small mouth region, evaluated on a coarse grid,
-upsampled and applied with one ``cv2.remap``.  The gap that opens between the two
-halves is painted: a dark cavity, upper teeth when the photo shows none, a hint of
-tongue and lower teeth for wide openings, all coloured from the face itself.
+Openness is absolute (0 = lips together): the picture's own lip gap is one point
+on that scale (``rest_openness``, measured like ``face_landmarks.mouth_features``),
+and the picture is exactly itself there.  Two warps leave it in either direction:
+
+* opening: the face is split along the lower inner lip.  Everything above the split
+  (upper lip, and any teeth the photo already shows, since upper teeth belong to the
+  skull) rises a little; the lower lip and chin drop with the jaw.  The gap that
+  opens between the two halves is painted: a dark cavity, upper teeth when the photo
+  shows none, a hint of tongue and lower teeth for wide openings, all coloured from
+  the face itself;
+* closing: the upper lip comes down and the lower lip (the chin following a little)
+  comes up until their inner edges meet; the teeth between them shrink away and the
+  lip textures stretch over the gap (closed lips look fuller), with a faint shadow
+  line where they meet.
+
+Both are a smooth backward displacement field over a small mouth region, evaluated
+on a coarse grid, upsampled and applied with one ``cv2.remap``; where the lips close
+the field has a step (two lip edges meet over a gap that vanishes), so it is
+evaluated exactly, pixel by pixel, over the lips.
 
 Column by column the field is a 1-D monotone map through a few knots (nose, upper
-lip edge, split, lower lip edge, chin, neck), so it cannot fold; horizontal motion
+lip edges, lower lip edges, chin, neck), so it cannot fold; horizontal motion
 (spread / pucker) is a separate smooth stretch about the mouth centre.  All lengths
 are in mouth space (units of the eye-corner distance, see ``mouth_geometry``).
 """
@@ -21,6 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from models.face_landmarks import mouth_features
 from models.mouth_geometry import LipCurves, MouthFrame, at, lip_curves, mouth_frame, roi_box
 from models.mouth_shape import MouthShape
 
@@ -30,11 +43,24 @@ UPPER_SHARE = 0.2        # fraction of the opening taken by the upper lip rising
 CORNER_SPREAD = 0.06     # corner shift per unit of width (each side)
 CORNER_PUCKER = 0.055    # inward corner shift at full rounding
 LIP_PUCKER = 0.03        # lips thicken (protrude) at full rounding
-SHAPE_GATE = 0.12        # openness at which width/rounding act fully (see pose_for)
 STRETCH_REACH = 0.3      # how far beyond the corners the spread/pucker fades out
 NECK_MARGIN = 0.55       # the warp fades to nothing this far below the chin
 ROI_HALF_WIDTH = 0.9
 GRID_CELLS = 40          # coarse field samples along the ROI's longer side
+# Closing.  Real lips close mostly by the jaw rising; the upper lip comes down over
+# the upper teeth less.  The outer lip edges follow their inner edges only in part,
+# so the lips get fuller as they press together.
+CLOSE_UPPER_SHARE = 0.25 # of the gap closed by the upper lip coming down
+UPPER_OUTER_FOLLOW = 1.0
+LOWER_OUTER_FOLLOW = 1.0
+JAW_FOLLOW = 0.35        # the chin rises this fraction of the lower lip's rise at the centre
+LIP_EAT = 0.012          # the lips meet this far inside their landmark edges (landmark slack),
+                         # so no sliver of teeth survives between them
+SEAM_DARK = 0.4          # darkening of the line where the lips meet
+SEAM_SIGMA = 0.011       # its half-width (Gaussian sigma)
+POCKET_SIGMA = 0.04      # height of the band where dark mouth-corner pockets are filled
+POCKET_END = 1.1         # ... its reach, in half inner-mouth widths from the centre
+POCKET_LIFT = 1.0        # ... and how far they are lifted towards the lip colour
 
 
 @dataclass(frozen=True)
@@ -60,10 +86,12 @@ class MouthPose:
     cavity_width: float    # fraction of the inner-lip width that opens
     exponent: float        # opening profile: small = boxy (spread), 0.5 = elliptic (round)
     repaint: bool = False  # paint the whole inner mouth, not only the newly opened gap
+    close: float = 0.0     # fraction of the picture's own inner-lip gap to close (1 = lips meet)
 
     @property
     def is_identity(self) -> bool:
-        return self.drop < 1e-4 and abs(self.corner) < 1e-4 and self.pucker < 1e-4
+        return (self.drop < 1e-4 and self.close < 1e-4 and abs(self.corner) < 1e-4
+                and self.pucker < 1e-4)
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,8 @@ class PhotoMouthPlan:
     curves: LipCurves
     box: tuple[int, int, int, int]           # x0, y0, x1, y1 in image px
     grid_uv: tuple[np.ndarray, np.ndarray]   # coarse grid in mouth space
+    lip_box: tuple[int, int, int, int]       # the lips, relative to box: the field is exact here
+    rest_openness: float                     # the picture's own openness (MouthShape scale)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -108,7 +138,15 @@ def plan_for(landmarks: np.ndarray, image_hw: tuple[int, int]) -> PhotoMouthPlan
     gx = x0 + (np.arange(gw) + 0.5) * (w / gw) - 0.5
     gy = y0 + (np.arange(gh) + 0.5) * (h / gh) - 0.5
     grid = _to_uv(frame, *np.meshgrid(gx.astype(np.float32), gy.astype(np.float32)))
-    return PhotoMouthPlan(frame, curves, box, grid)
+    c = curves
+    lips = np.array([[c.corners[0] - 0.04, float(c.upper_outer[1].min()) - 0.03],
+                     [c.corners[1] + 0.04, float(c.upper_outer[1].min()) - 0.03],
+                     [c.corners[0] - 0.04, float(c.lower_outer[1].max()) + 0.03],
+                     [c.corners[1] + 0.04, float(c.lower_outer[1].max()) + 0.03]], np.float32)
+    lx0, ly0, lx1, ly1 = roi_box(frame, lips, image_hw)
+    lip_box = (max(lx0 - x0, 0), max(ly0 - y0, 0), min(lx1 - x0, w), min(ly1 - y0, h))
+    rest = mouth_features(np.asarray(landmarks, np.float32))[0]
+    return PhotoMouthPlan(frame, curves, box, grid, lip_box, float(rest))
 
 
 def _to_uv(frame: MouthFrame, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,45 +156,56 @@ def _to_uv(frame: MouthFrame, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
     return u.astype(np.float32), v.astype(np.float32)
 
 
-def pose_for(shape: MouthShape, curves: LipCurves) -> MouthPose:
+def pose_for(shape: MouthShape, plan: PhotoMouthPlan) -> MouthPose:
     """Map a MouthShape onto this face's deformation.
 
-    Openness 0..1 maps the face's own gap onto the full FULL_GAP range, so a photo
-    that already smiles with parted lips still moves over the whole range.  Width and
-    rounding are taken relative to the photo (its expression is the neutral) and are
-    gated by openness: closed lips are always exactly the photo, which keeps silence
-    perfectly still even when the model's width/rounding estimates wander.
+    Openness is absolute: below the picture's own (``plan.rest_openness``) the lips
+    close, reaching each other at 0; above it the mouth opens further, reaching the
+    full FULL_GAP at 1 (at least MIN_ADDED_GAP more than the picture, so a photo that
+    already shows its teeth still visibly opens).  Both are linear in openness and
+    meet at the picture itself, so a sweep through it has no jump.  Width and
+    rounding are taken relative to the picture (its expression is the neutral) and
+    act at any openness: a rounded /u/ or /m/ of nearly closed lips is rounded too.
     """
     o = float(np.clip(shape.openness, 0.0, 1.0))
     w = float(np.clip(shape.width, -1.0, 1.0))
     r = float(np.clip(shape.rounding, 0.0, 1.0))
-    gate = float(_smoothstep(np.float32(o / SHAPE_GATE)))
-    drop = o * max(FULL_GAP - curves.gap, MIN_ADDED_GAP)
+    rest = plan.rest_openness
+    curves = plan.curves
+    close = 1.0 - o / rest if o < rest else 0.0
+    room = max(FULL_GAP - curves.gap, MIN_ADDED_GAP)
+    drop = (o - rest) / max(1.0 - rest, 1e-3) * room if o > rest else 0.0
     return MouthPose(
         openness=o,
         drop=drop,
-        corner=gate * (CORNER_SPREAD * w - CORNER_PUCKER * r),
-        pucker=gate * LIP_PUCKER * r,
+        corner=CORNER_SPREAD * w - CORNER_PUCKER * r,
+        pucker=LIP_PUCKER * r,
         # Lips that already part over teeth cannot pucker narrower than those teeth.
         cavity_width=1.0 - (0.1 if curves.gap > 0.05 else 0.4) * r,
         exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0),
+        close=close,
     )
 
 
-def pose_towards(shape: MouthShape, curves: LipCurves) -> MouthPose:
-    """Open a *real* mouth further, to ``shape``'s openness on the absolute scale.
+def pose_towards(shape: MouthShape, plan: PhotoMouthPlan) -> MouthPose:
+    """Move a *real* mouth to ``shape``'s openness on the absolute scale.
 
     Used on a video frame whose own mouth is the closest the person ever made but
-    not open enough: only the missing opening is added, width and rounding stay
-    the real ones.  The whole inner mouth is repainted, because the real one (lit
-    from a narrower opening) would not continue into the painted gap.
+    not open enough (or not closed enough): only the missing opening (or closing) is
+    added, width and rounding stay the real ones.  When opening, the whole inner
+    mouth is repainted, because the real one (lit from a narrower opening) would not
+    continue into the painted gap.
     """
     o = float(np.clip(shape.openness, 0.0, 1.0))
     r = float(np.clip(shape.rounding, 0.0, 1.0))
     w = float(np.clip(shape.width, -1.0, 1.0))
+    rest = plan.rest_openness
+    close = 1.0 - o / rest if o < rest else 0.0
     return MouthPose(
-        openness=o, drop=max(0.0, o * FULL_GAP - curves.gap), corner=0.0, pucker=0.0,
-        cavity_width=1.0, exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0), repaint=True,
+        openness=o, drop=0.0 if close > 0 else max(0.0, o * FULL_GAP - plan.curves.gap),
+        corner=0.0, pucker=0.0,
+        cavity_width=1.0, exponent=0.45 + 0.12 * r - 0.12 * max(w, 0.0), repaint=close == 0.0,
+        close=close,
     )
 
 
@@ -224,6 +273,47 @@ def _vertical(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose) -> np
     return _knot_interp(v, out, disp)
 
 
+def _closing(u: np.ndarray, c: LipCurves, pose: MouthPose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the lips' inner edges are taken from (top, bottom, source v) and how far
+    they travel: the upper one down by the first returned value, the lower one up by
+    the second; the third is the travel's sum (the gap that closes)."""
+    ui, li = at(c.upper_inner, u), at(c.lower_inner, u)
+    g = np.maximum(li - ui, 0.0)
+    eat = pose.close * np.minimum(LIP_EAT, 0.5 * g)
+    shut = pose.close * (g + 2.0 * eat)
+    return ui - eat, li + eat, shut
+
+
+def _vertical_close(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose) -> np.ndarray:
+    """Lips closing: upper lip down, lower lip and (a little) the chin up, per column.
+
+    The knots of the inner lip edges collapse onto one line at ``close`` = 1; between
+    them the teeth are squeezed into what is left of the gap (linear segment)."""
+    top, bottom, shut = _closing(u, c, pose)
+    a, b = CLOSE_UPPER_SHARE * shut, (1.0 - CLOSE_UPPER_SHARE) * shut
+    mid = 0.5 * (c.corners[0] + c.corners[1])
+    centre = float(_closing(np.float32([mid]), c, pose)[2][0])
+    jaw_w = 1.0 - _smoothstep((np.abs(u - mid) - 0.3) / 0.45)
+    lens_o = _outer_lens(u, c)
+    s1 = np.minimum(at(c.upper_outer, u), top)
+    s0 = np.minimum(np.full_like(u, c.subnasale), s1 - 0.02)
+    s4 = np.maximum(at(c.lower_outer, u), bottom)
+    s5 = np.maximum(at(c.jaw, u), s4 + 0.05)
+    s6 = s5 + NECK_MARGIN
+    d2, d3 = a, -b
+    # Segment bounds keep the map monotone (see _vertical): growth ≤ 1.6×, shrink < 1×.
+    d1 = np.clip(UPPER_OUTER_FOLLOW * a - pose.pucker * lens_o, d2 - 1.6 * (top - s1), d2 + 0.95 * (top - s1))
+    d1 = np.clip(d1, -0.95 * (s1 - s0), 1.6 * (s1 - s0))
+    d4 = np.clip(-LOWER_OUTER_FOLLOW * b + pose.pucker * lens_o, d3 - 0.95 * (s4 - bottom),
+                 d3 + 1.6 * (s4 - bottom))
+    d5 = np.clip(-JAW_FOLLOW * (1.0 - CLOSE_UPPER_SHARE) * centre * jaw_w,
+                 d4 - 0.95 * (s5 - s4), d4 + 1.6 * (s5 - s4))
+    zero = np.zeros_like(u)
+    src = np.stack([s0, s1, top, bottom, s4, s5, s6])
+    disp = np.stack([zero, d1, d2, d3, d4, d5, zero])
+    return _knot_interp(v, src + disp, disp)
+
+
 def _knot_interp(v: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per-point interpolation through 7 knots; smoothstep per segment, linear in the gap."""
     k = np.clip((v[None] >= knots).sum(axis=0) - 1, 0, len(knots) - 2)
@@ -242,7 +332,7 @@ def displacement(u: np.ndarray, v: np.ndarray, c: LipCurves,
                  pose: MouthPose) -> tuple[np.ndarray, np.ndarray]:
     """Backward displacement (du, dv) at output points; the source is (u - du, v - dv)."""
     du = _horizontal(u, v, c, pose)
-    dv = _vertical(u - du, v, c, pose)
+    dv = (_vertical_close if pose.close > 0 else _vertical)(u - du, v, c, pose)
     return du, dv
 
 
@@ -311,7 +401,10 @@ def synthesize(image: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose,
     if pose.is_identity:
         return None
     roi = _warp(image, plan, pose)
-    _paint_cavity(roi, plan, pose, palette)
+    if pose.close > 0:
+        _finish_closed_lips(roi, plan, pose, palette)
+    elif pose.drop > 0 or pose.repaint:
+        _paint_cavity(roi, plan, pose, palette)
     return roi
 
 
@@ -321,10 +414,51 @@ def _warp(image: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose) -> np.ndarra
     dx, dy = plan.frame.image_vectors(du, dv)
     dx = cv2.resize(dx.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     dy = cv2.resize(dy.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    if pose.close > 0:
+        # Closing lips meet along a line where the field steps over the vanishing gap:
+        # a coarse grid would smear the step into a streak of teeth, so compute it exactly.
+        lx0, ly0, lx1, ly1 = plan.lip_box
+        du, dv = displacement(*plan.uv_in(lx0, ly0, lx1, ly1), plan.curves, pose)
+        dx[ly0:ly1, lx0:lx1], dy[ly0:ly1, lx0:lx1] = plan.frame.image_vectors(du, dv)
     x0, y0 = plan.box[:2]
     dx = np.arange(x0, x0 + w, dtype=np.float32)[None, :] - dx
     dy = np.arange(y0, y0 + h, dtype=np.float32)[:, None] - dy
     return cv2.remap(image, dx, dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _finish_closed_lips(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose,
+                        pal: MouthPalette) -> None:
+    """Where closing lips meet: fill the dark pockets left at the mouth corners and
+    draw the faint shadow line between the lips, both fading in over the last part
+    of the closing.
+
+    The pockets are the far ends of the picture's opening (cavity behind the cheeks),
+    which the closing squeezes but cannot remove; left alone they read as the corners
+    of a mouth still ajar.  Pixels there darker than the lips are lifted towards the
+    lip colour.  The line runs along the middle of what is left of the gap, fading
+    out towards the corners, and darkens (does not recolour) so the lips keep their
+    own colour."""
+    strength = float(_smoothstep(np.float32((pose.close - 0.4) / 0.6)))
+    if strength < 1e-3:
+        return
+    lx0, ly0, lx1, ly1 = plan.lip_box
+    c = plan.curves
+    u, v = plan.uv_in(lx0, ly0, lx1, ly1)
+    u = u - _horizontal(u, v, c, pose)
+    top, bottom, shut = _closing(u, c, pose)
+    line = 0.5 * (top + CLOSE_UPPER_SHARE * shut + bottom - (1.0 - CLOSE_UPPER_SHARE) * shut)
+    mid = 0.5 * (c.inner_corners[0] + c.inner_corners[1])
+    x = np.abs(u - mid) / max(0.5 * (c.inner_corners[1] - c.inner_corners[0]), 1e-3)
+    region = roi[ly0:ly1, lx0:lx1].astype(np.float32)
+    pocket = _smoothstep((x - 0.55) / 0.3) * (1.0 - _smoothstep((x - POCKET_END) / 0.2))
+    pocket = strength * pocket * np.exp(-0.5 * ((v - line) / POCKET_SIGMA) ** 2)
+    lip_l = float(pal.lip.mean())
+    lift = POCKET_LIFT * _smoothstep((0.95 * lip_l - region.mean(axis=2)) / (0.35 * lip_l)) * pocket
+    region += lift[..., None] * (0.9 * pal.lip - region)
+    sigma = max(SEAM_SIGMA, 0.55 / plan.frame.s)
+    along = np.clip(1.0 - x ** 2, 0.0, 1.0) ** 0.6
+    shade = 1.0 - SEAM_DARK * strength * along * np.exp(-0.5 * ((v - line) / sigma) ** 2)
+    roi[ly0:ly1, lx0:lx1] = np.clip(region * shade[..., None] + 0.5, 0, 255).astype(np.uint8)
 
 
 def cavity_outline(plan: PhotoMouthPlan, pose: MouthPose, n: int = 28) -> tuple[np.ndarray, np.ndarray]:

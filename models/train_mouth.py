@@ -13,8 +13,9 @@
    from ``models.visemes.frame_targets``.
 4. AdamW with a one-cycle schedule; loss = label-smoothed cross-entropy on visemes
    + Huber on the shape, closure frames weighted up so the lips really meet.
-   The number of steps is derived from the time budget by timing the first
-   steps (recorded in the metadata; ``--steps N`` replays a run exactly).
+   With a time budget the schedule runs on elapsed time (a shared machine's
+   speed varies too much to size a run in steps up front); the steps done are
+   recorded in the metadata, and ``--steps N`` replays that many, step-scheduled.
 5. The best validation checkpoint is saved with ``checkpoints/mouth_net.json``.
 """
 
@@ -56,6 +57,7 @@ FRAME_STEP_S = HOP / SAMPLE_RATE          # one window per mel hop (12.5 ms)
 CLOSED_TARGET = -0.5 * OPEN_MARGIN       # raw-openness target for "lips together"
 CLOSURE_WEIGHT = 3.0                      # /p b m/ closures are rare but must not be missed
 PAD = WINDOW_FRAMES                       # silence columns around each utterance
+VAL_WINDOWS = 20_000                      # validation passes stay cheap
 
 
 class TrainError(RuntimeError):
@@ -81,6 +83,23 @@ class FrameSet:
 
     def __len__(self) -> int:
         return len(self.ends)
+
+    def every(self, k: int) -> "FrameSet":
+        """Every k-th window (validation needs many utterances, not every hop of each)."""
+        sl = slice(None, None, max(1, k))
+        return FrameSet(self.mels, self.ends[sl], self.visemes[sl], self.shapes[sl], self.weights[sl], self.sources[sl])
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, mels=self.mels, ends=self.ends, visemes=self.visemes, shapes=self.shapes,
+                 weights=self.weights, sources=np.array(self.sources, dtype=np.str_))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "FrameSet":
+        with np.load(path) as z:
+            return cls(z["mels"], z["ends"], z["visemes"], z["shapes"], z["weights"], [str(x) for x in z["sources"]])
 
     def windows(self, idx: np.ndarray) -> np.ndarray:
         cols = self.ends[idx][:, None] + np.arange(-WINDOW_FRAMES + 1, 1)[None, :]
@@ -116,6 +135,37 @@ def utterance_frames(
     last = np.array([last_frame_for(t) for t in times], dtype=np.int64)
     visemes, shapes = frame_targets(phones, times)
     return UtteranceFrames(log_mel(audio), last, visemes, shapes, utt.source)
+
+
+FRAMESET_VERSION = 1  # bump when windows or targets are computed differently
+
+
+def cache_key(manifest: dict, train: list[AlignedUtterance], val: list[AlignedUtterance], variants: int, seed: int) -> str:
+    import hashlib
+
+    from models.visemes import BLEND_HALF_S, LONG_SILENCE_S, VISEME_SHAPES
+
+    blob = json.dumps([
+        FRAMESET_VERSION, feature_hash(), manifest.get("updated"), len(train), len(val), variants, seed,
+        sorted({u.source for u in val}), BLEND_HALF_S, LONG_SILENCE_S, VISEME_SHAPES.round(4).tolist(),
+        [u.text for u in train[:50]],
+    ])
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def cached_frameset(cache: Path | None, name: str, build) -> FrameSet:
+    """Building windows (augmentation above all) takes minutes; reuse an identical build."""
+    path = cache / f"{name}.npz" if cache else None
+    if path is not None and path.exists():
+        try:
+            print(f"reusing {path}")
+            return FrameSet.load(path)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is rebuilt
+    fs = build()
+    if path is not None:
+        fs.save(path)
+    return fs
 
 
 def augmentation_available() -> bool:
@@ -295,20 +345,33 @@ class TrainConfig:
     threads: int = 2
     max_utterances: int | None = None
     evals: int = 12
+    cache: Path | None = Path("data/train_cache")
 
 
-def steps_for_budget(net: MouthNet, train: FrameSet, cfg: TrainConfig, seconds: float) -> int:
-    """Time a few optimiser steps and size the run to the remaining budget."""
-    probe = MouthNet(net.config)
-    opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed + 1)
-    n = 20
-    t0 = time.perf_counter()
-    for _ in range(n):
-        _train_step(probe, opt, train, rng.integers(0, len(train), cfg.batch))
-    per_step = (time.perf_counter() - t0) / n
-    # evaluation passes and checkpointing take roughly another 10 % of the time
-    return max(200, int(seconds / (per_step * 1.1)))
+def lr_at(progress: float, peak: float) -> float:
+    """One-cycle shape: 5 % linear warm-up from peak/25, then cosine down to peak/1000."""
+    if progress < 0.05:
+        return peak * (0.04 + 0.96 * progress / 0.05)
+    x = min(1.0, (progress - 0.05) / 0.95)
+    return peak * (0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi * x)))
+
+
+class Progress:
+    """Where in the schedule a run is: by steps (exact replays) or by wall time.
+
+    A shared machine's speed changes by several times within minutes, so a budget
+    run measures progress as elapsed training time / budget rather than guessing
+    a step count up front; the steps it managed are recorded for replays.
+    """
+
+    def __init__(self, steps: int | None, seconds: float) -> None:
+        self.steps, self.seconds = steps, max(seconds, 1.0)
+        self.t0 = time.perf_counter()
+
+    def at(self, step: int) -> float:
+        if self.steps:
+            return step / self.steps
+        return (time.perf_counter() - self.t0) / self.seconds
 
 
 def _train_step(net: MouthNet, opt: torch.optim.Optimizer, data: FrameSet, idx: np.ndarray) -> dict[str, float]:
@@ -343,33 +406,47 @@ def train(cfg: TrainConfig) -> dict:
     if variants > 1 and not augmentation_available():
         print("warning: models.augment is not available; training on clean audio only", file=sys.stderr)
         variants = val_variants = 1
-    train_set = build_frameset(train_utts, variants, cfg.seed, cfg.workers, "train windows")
-    val_set = build_frameset(val_utts, val_variants, cfg.seed + 7, cfg.workers, "val windows")
+    key = cache_key(manifest, train_utts, val_utts, variants, cfg.seed)
+    train_set = cached_frameset(cfg.cache, f"train-{key}", lambda: build_frameset(
+        train_utts, variants, cfg.seed, cfg.workers, "train windows"))
+    val_set = cached_frameset(cfg.cache, f"val-{key}", lambda: build_frameset(
+        val_utts, val_variants, cfg.seed + 7, cfg.workers, "val windows"))
+    val_set = val_set.every(math.ceil(len(val_set) / VAL_WINDOWS))
     print(f"{len(train_set):,} training windows, {len(val_set):,} validation windows")
 
     net = MouthNet(MouthNetConfig())
-    spent = time.time() - started
-    steps = cfg.steps or steps_for_budget(net, train_set, cfg, cfg.minutes_budget * 60 - spent)
+    budget = cfg.minutes_budget * 60 - (time.time() - started) - 60  # a minute for the last eval and saving
+    if not cfg.steps and budget < 60:
+        raise TrainError(f"the budget of {cfg.minutes_budget} min is used up by preparing the data")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     rng = np.random.default_rng(cfg.seed)
-    eval_every = max(1, steps // cfg.evals)
+    progress = Progress(cfg.steps, budget)
     best: dict = {"loss": math.inf}
     best_state = None
     history = []
-    bar = tqdm(range(1, steps + 1), desc="train", unit="step")
-    for step in bar:
+    step, next_eval = 0, 1.0 / cfg.evals
+    bar = tqdm(total=1000, desc="train (‰ of schedule)", unit="‰")
+    while True:
+        p = progress.at(step)
+        if p >= 1.0:
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(p, cfg.lr)
         parts = _train_step(net, opt, train_set, rng.integers(0, len(train_set), cfg.batch))
-        sched.step()
+        step += 1
+        bar.update(min(1000, int(1000 * progress.at(step))) - bar.n)
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{parts['loss']:.3f}")
-        if step % eval_every == 0 or step == steps:
+            bar.set_postfix(step=step, loss=f"{parts['loss']:.3f}")
+        if progress.at(step) >= next_eval or progress.at(step) >= 1.0:
+            next_eval += 1.0 / cfg.evals
             metrics = evaluate(net, val_set)
             history.append({"step": step, **{k: round(v, 4) for k, v in metrics.items()}})
             tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
             if metrics["loss"] < best["loss"]:
                 best = {"step": step, **metrics}
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    bar.close()
+    steps = step
     net.load_state_dict(best_state)
     net.eval()
     wall = time.time() - started
@@ -436,10 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-utterances", type=int, default=None)
+    ap.add_argument("--cache", type=Path, default=Path("data/train_cache"), help="where built windows are kept")
+    ap.add_argument("--no-cache", action="store_true")
     a = ap.parse_args(argv)
     cfg = TrainConfig(
         corpus=a.corpus, out=a.out, minutes_budget=a.minutes_budget, seed=a.seed, variants=a.variants,
         steps=a.steps, batch=a.batch, lr=a.lr, workers=a.workers, max_utterances=a.max_utterances,
+        cache=None if a.no_cache else a.cache,
     )
     try:
         train(cfg)

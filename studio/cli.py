@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from studio.config import StudioConfig, StudioPaths
+from studio.config import StudioConfig, StudioPaths, usable_cores
 from studio.jobs import BatchProgress, ItemStatus, StudioError
 from studio.zip_export import ZipEntry, iter_zip
 
@@ -51,8 +51,10 @@ def batch_main(argv: list[str]) -> int:
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
         return 2
+    # No more render processes than videos: each one costs a second or two to start.
+    workers = args.workers or min(len(args.videos), usable_cores())
     try:
-        config = StudioConfig(workers=args.workers, fps=args.fps, checkpoint=args.checkpoint)
+        config = StudioConfig(workers=workers, fps=args.fps, checkpoint=args.checkpoint)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,10 +85,14 @@ def _check_inputs(args: argparse.Namespace) -> list[str]:
 
 
 async def _run(args: argparse.Namespace, config: StudioConfig) -> int:
+    import multiprocessing
+
     from tqdm import tqdm
 
+    from studio.pipeline import PRELOAD
     from studio.service import Studio
 
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
     args.data_dir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix=".batch-", dir=args.data_dir))

@@ -16,6 +16,9 @@ from pathlib import Path
 
 from studio import storage
 
+# What a forkserver should import once for every render process it forks (the CLI sets
+# this; in the server, the live app's forkserver preloads the same libraries).
+PRELOAD = ["numpy", "cv2", "av", "torch", "live.offline_render", "models.avatar", "models.mouth_model"]
 PREP_SHARE = 0.3          # share of an item's progress bar given to avatar preparation
 _state: dict = {}         # per-process: parent pid, open database, loaded model
 
@@ -97,6 +100,22 @@ def _predictor(checkpoint: str | None = None):
     return _state[key]
 
 
+def warm_up(checkpoint: str | None, hold_s: float) -> int:
+    """Load the libraries and the model now, so the first real job doesn't wait for them.
+
+    ``hold_s`` keeps this process busy briefly so that N warm-ups reach N processes.
+    """
+    import cv2
+
+    import live.offline_render  # noqa: F401 - imports torch, the renderer, the encoder
+    import models.avatar  # noqa: F401 - imports mediapipe
+
+    cv2.setNumThreads(1)
+    _predictor(checkpoint)
+    time.sleep(hold_s)
+    return os.getpid()
+
+
 # -- batch audio ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -115,6 +134,7 @@ class AnalyzeOutcome:
     duration: float
     n_frames: int
     seconds: float
+    cpu_seconds: float     # this process's CPU time for the job (independent of other load)
 
 
 def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
@@ -124,7 +144,7 @@ def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
     from live.audio_io import AudioDecodeError, load_audio
     from live.offline_render import analyze_audio
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         audio = load_audio(job.audio_path, max_seconds=job.max_seconds)
     except AudioDecodeError as exc:
@@ -141,7 +161,8 @@ def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
     track.save(tmp_track)
     # The track is written last: its presence means the batch's features are complete.
     os.replace(tmp_track, track_out)
-    return AnalyzeOutcome(len(audio) / 16_000, track.n_frames, time.perf_counter() - t0)
+    return AnalyzeOutcome(len(audio) / 16_000, track.n_frames, time.perf_counter() - t0,
+                          time.process_time() - c0)
 
 
 # -- one item -------------------------------------------------------------------------------
@@ -172,6 +193,7 @@ class RenderOutcome:
     render_seconds: float
     encode_seconds: float
     wall_seconds: float
+    cpu_seconds: float
     avatar_id: str
     warnings: tuple[str, ...]
 
@@ -217,7 +239,7 @@ def render(job: RenderJob) -> RenderOutcome:
     import cv2
 
     cv2.setNumThreads(1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     progress = _Progress(job)
     progress("preparing", 0.0, force=True)
     try:
@@ -260,7 +282,8 @@ def render(job: RenderJob) -> RenderOutcome:
     return RenderOutcome(
         duration=duration, width=width, height=height, size=out.stat().st_size,
         prep_seconds=t_prep, wait_seconds=t_wait, render_seconds=stats.render_seconds, encode_seconds=stats.encode_seconds,
-        wall_seconds=time.perf_counter() - t0, avatar_id=info.avatar_id,
+        wall_seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0,
+        avatar_id=info.avatar_id,
         warnings=tuple(info.warnings))
 
 

@@ -83,6 +83,7 @@ class Studio:
             raise StudioError("fps must be between 1 and 60")
         batch = self.db.create_batch(name, fps)
         self.log.event("batch_created", batch=batch.id, name=batch.name)
+        self.pool.prewarm()
         return batch
 
     def batch(self, batch_id: str) -> Batch:

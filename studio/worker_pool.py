@@ -90,6 +90,19 @@ class WorkerPool:
     def busy(self) -> int:
         return len(self._inflight)
 
+    def prewarm(self) -> None:
+        """Start the render processes in the background (a batch is being put together:
+        they will be needed in a moment, and their start-up hides behind the uploads)."""
+        if self._executor is not None:
+            return
+        loop = asyncio.get_running_loop()
+        executor = self._get_executor()
+        ckpt = str(self.config.checkpoint) if self.config.checkpoint else None
+        for _ in range(self.size):
+            fut = loop.run_in_executor(executor, pipeline.warm_up, ckpt, 0.3)
+            # A failure here (e.g. no model file) resurfaces, readable, in the first real job.
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
     def recover(self) -> None:
         """After a crash: finish what completed, requeue what was interrupted."""
         for p in storage.remove_partials(self.paths.results) + storage.remove_partials(self.paths.features):
@@ -183,10 +196,12 @@ class WorkerPool:
 
     def _get_executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            # spawn, not fork: the server has threads (aiohttp, sqlite, maybe torch) and
-            # forking a threaded process can deadlock the child.
+            # forkserver, not fork: the server has threads (aiohttp, sqlite, torch) and forking
+            # a threaded process can deadlock the child.  The live server's forkserver has
+            # already imported torch, OpenCV and the avatar code, so a render process starts
+            # in a fraction of a second instead of importing them all again (spawn).
             self._executor = ProcessPoolExecutor(
-                max_workers=self.size, mp_context=multiprocessing.get_context("spawn"),
+                max_workers=self.size, mp_context=multiprocessing.get_context("forkserver"),
                 initializer=pipeline.init_worker, initargs=(self.config.worker_nice,))
             self._generation += 1
         return self._executor
@@ -241,7 +256,7 @@ class WorkerPool:
             self._fail_batch(batch, f"audio analysis failed: {type(exc).__name__}: {exc}")
         else:
             self.log.event("analyze_done", batch=batch.id, audio_s=outcome.duration,
-                           frames=outcome.n_frames, seconds=outcome.seconds)
+                           frames=outcome.n_frames, seconds=outcome.seconds, cpu_s=outcome.cpu_seconds)
 
     def _fail_batch(self, batch: Batch, reason: str) -> None:
         for item in self.db.items_of(batch.id):
@@ -295,7 +310,8 @@ class WorkerPool:
             self.log.event("item_done", batch=batch.id, item=item.id, video=video.filename,
                            file=item.out_name, seconds=outcome.wall_seconds, prep_s=outcome.prep_seconds,
                            wait_s=outcome.wait_seconds, render_s=outcome.render_seconds,
-                           encode_s=outcome.encode_seconds, avatar=outcome.avatar_id)
+                           encode_s=outcome.encode_seconds, cpu_s=outcome.cpu_seconds,
+                           avatar=outcome.avatar_id)
             for warning in outcome.warnings:
                 self.log.event("item_warning", batch=batch.id, item=item.id, warning=warning)
             if self.after_result is not None:

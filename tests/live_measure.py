@@ -3,11 +3,12 @@
 Clients keep the luma plane of each frame (cheap, in the receiving loop) and score
 afterwards, so measuring does not steal time from the server under test.
 
-``MouthMeter`` knows the avatar's own frames.  For a received frame it finds the
-idle-loop frame it was rendered from (nearest thumbnail of the face *above* the
-mouth, so the mouth itself can't bias the match) and returns the mean absolute
-difference inside the mouth box: ~codec noise when the lips are together (the
-renderer leaves a closed mouth untouched), large when a mouth is drawn open.
+``MouthMeter`` knows the avatar's frames with the lips together (each idle-loop
+frame drawn by the real renderer with a closed mouth).  For a received frame it
+finds the loop frame it was rendered from (nearest thumbnail of the face *above*
+the mouth, so the mouth itself can't bias the match) and returns the mean absolute
+difference inside the mouth box: ~codec noise when the lips are together, large
+when a mouth is drawn open.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 
 from models.avatar import Avatar
 from models.face_landmarks import LIP_INDICES
+from models.mouth_renderer import MouthRenderer
+from models.mouth_shape import CLOSED
 
 _THUMB = 48
 
@@ -39,8 +42,13 @@ class MouthMeter:
         self.upper = (int(fx0), int(fy0), int(fx1), int(lo[1] - 0.2 * w))
         frames = sorted(set(int(i) for i in self.avatar.loop_order))
         self.ids = np.array(frames)
-        self.thumbs = np.stack([self._thumb(self._gray(self.avatar.frame_readonly(i))) for i in frames])
-        self.mouths = [self._crop(self._gray(self.avatar.frame_readonly(i)), self.mouth) for i in frames]
+        renderer = MouthRenderer(self.avatar)
+        closed = []
+        for i in frames:
+            renderer.reset()
+            closed.append(self._gray(renderer.render(i, CLOSED)))
+        self.thumbs = np.stack([self._thumb(g) for g in closed])
+        self.mouths = [self._crop(g, self.mouth) for g in closed]
 
     @staticmethod
     def _gray(image: np.ndarray) -> np.ndarray:

@@ -128,10 +128,16 @@ class ServerProcess:
             return ""
 
     def worker_pids(self) -> list[int]:
+        """Every process descended from the server (forkserver, render processes, ...)."""
         if self.proc is None:
             return []
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+        found, todo = [], [self.proc.pid]
+        while todo:
+            out = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True).stdout
+            children = [int(p) for p in out.split()]
+            found += children
+            todo += children
+        return found
 
     def kill(self) -> None:
         """SIGKILL, like a crash or the OOM killer: no clean-up code runs."""

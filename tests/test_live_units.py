@@ -110,25 +110,40 @@ def test_media_clock_derives_timestamps_from_the_index_without_drift():
     assert ntsc.video_pts(30 * 3600) == 90_000 * 3600
 
 
-async def test_audio_track_cuts_20ms_pieces_with_continuous_pts_and_silences_on_interrupt():
+async def test_audio_track_sends_48khz_20ms_pieces_with_continuous_pts_and_silences_on_interrupt():
     clock = MediaClock(30.0)
     clock.begin()
     track = AvatarAudioTrack(clock)
-    for i in range(3):
+    for i in range(6):
         start, end = clock.timeline.audio_range(i)
         track.put(i, np.full(end - start, 1000, np.int16))
     pieces = list(track._queue)
-    assert all(p.samples <= AUDIO_PIECE for p in pieces)
-    pts = [int(p.pts) for p in pieces]
-    assert pts == sorted(pts) and pts[0] == 0
-    assert all(b - a == p.samples for a, b, p in zip(pts, pts[1:], pieces))
+    assert all(p.samples == AUDIO_PIECE == 960 and p.sample_rate == 48_000 for p in pieces)
+    assert [int(p.pts) for p in pieces] == [k * 960 for k in range(len(pieces))]
+    assert len(pieces) == (6 * 16_000 // 30) * 3 // 960      # 30 fps frames regroup into 20 ms pieces
     first = await track.recv()
-    assert first.to_ndarray().max() == 1000
+    assert abs(int(first.to_ndarray()[0, -1]) - 1000) <= 2    # the upsampler keeps the level
     silenced = track.silence_pending()
-    assert silenced == sum(p.samples for p in pieces[1:])
+    assert silenced >= sum(p.samples for p in pieces[1:])
     rest = [await track.recv() for _ in pieces[1:]]
     assert all(f.to_ndarray().max() == 0 for f in rest)
     track.stop()
+
+
+def test_upsampler_is_exact_3x_causal_and_band_limited():
+    from live.upsampler import DELAY_S, Upsampler3
+
+    t = np.arange(16_000) / 16_000
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    up = Upsampler3()
+    out = np.concatenate([up.push(tone[k : k + 320]) for k in range(0, len(tone), 320)])
+    assert len(out) == 3 * len(tone)
+    t48 = np.arange(len(out)) / 48_000 - DELAY_S
+    ref = np.sin(2 * np.pi * 1000 * t48)
+    assert np.abs(out[4800:] - ref[4800:]).max() < 0.02      # a 1 kHz tone, delayed by 0.5 ms only
+    spec = np.abs(np.fft.rfft(out[4800:4800 + 38400] * np.hanning(38400)))
+    freqs = np.fft.rfftfreq(38400, 1 / 48_000)
+    assert spec[freqs > 9000].max() < 1e-3 * spec.max()      # no images above the input band
 
 
 async def test_video_track_stamps_pts_and_drops_oldest_when_the_encoder_lags():
