@@ -83,10 +83,12 @@ def write_video(path: Path, frames, fps: float = 25.0) -> Path:
 
 
 def talking_video(path: Path, cache_root: Path, *, seconds: float = 4.0, size: tuple[int, int] = (512, 512),
-                  fps: float = 25.0, seed: int = 1, min_openness: float = 0.0) -> Path:
+                  fps: float = 25.0, seed: int = 1, min_openness: float = 0.0,
+                  max_openness: float = 1.0) -> Path:
     """A video of the astronaut speaking (mouth moved by the photo renderer), ``size`` = (w, h).
 
-    ``min_openness`` above the photo's own (~0.32) gives a person whose lips never meet."""
+    ``min_openness`` above the photo's own (~0.32) gives a person whose lips never meet;
+    ``max_openness`` below 1 one who never opens the mouth wide."""
     avatar = default_avatar(cache_root, fps=fps)
     renderer = MouthRenderer(avatar)
     n = int(round(seconds * fps))
@@ -96,7 +98,7 @@ def talking_video(path: Path, cache_root: Path, *, seconds: float = 4.0, size: t
 
     def frames():
         for k, shape in enumerate(speech_like_shapes(n, fps, seed)):
-            shape = dataclasses.replace(shape, openness=max(shape.openness, min_openness))
+            shape = dataclasses.replace(shape, openness=float(np.clip(shape.openness, min_openness, max_openness)))
             img = renderer.render(avatar.loop_frame(k), shape)
             if (w, h) != (512, 512):
                 img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)

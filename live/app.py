@@ -66,9 +66,12 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     setup_routes(app, config)
     setup_avatar_routes(app, config, AVATAR_JOBS)
 
+    from studio.config import StudioConfig
     from studio.routes import setup_studio
 
-    setup_studio(app, data_dir=config.data_dir)
+    # The studio renders with the same model and shares the avatar cache.
+    setup_studio(app, data_dir=config.data_dir,
+                 config=StudioConfig(avatar_root=config.avatar_dir, checkpoint=config.mouth_checkpoint))
     return app
 
 

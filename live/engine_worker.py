@@ -9,8 +9,9 @@ shared-memory ring (``live.frame_ring``), audio and timings in the message.
 
 Protocol (pickled dataclasses over a socket pair, framed like
 ``multiprocessing.connection``): the worker answers ``Hello`` with ``Ready`` (or
-``Failed``), then ``RenderRequest`` with ``FrameReady``, and ``Interrupt`` with
-``Interrupted``; ``MicAudio`` and ``ClipAudio`` are fire-and-forget.
+``Failed``), then each ``RenderRequest`` with a ``FrameReady`` (in order, each at
+its time), and ``Interrupt`` with ``Interrupted``; ``MicAudio`` and ``ClipAudio``
+are fire-and-forget.
 
 Processes come from a ``forkserver`` that has already imported torch, numpy and
 the engine, so a new session's worker is up in tens of milliseconds instead of
@@ -27,6 +28,7 @@ import pickle
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -88,6 +90,7 @@ class ClipAudio:
 @dataclass(frozen=True)
 class RenderRequest:
     index: int
+    start_at: float       # monotonic: not before (the frame's moment, minus one audio packet)
     deadline: float       # monotonic: render by then even if mic audio is missing
     epoch: int
     image: bool = True    # False: the server is behind; advance the stream without drawing
@@ -203,6 +206,7 @@ class _WorkerLoop:
         self.width, self.height = avatar.info.width, avatar.info.height
         self.load_s = time.perf_counter() - t0
         self.ring: FrameRing | None = None
+        self.requests: deque[RenderRequest] = deque()
         self.epoch = 0
         self.real_end = 0                      # stream position after the last real (not padded) sample
         self.pending_markers: list[Marker] = []
@@ -214,12 +218,44 @@ class _WorkerLoop:
     # -- messages ------------------------------------------------------------
 
     def run(self) -> None:
+        """Serve messages; render each requested frame at its time.
+
+        The server sends requests ahead (two in flight), so the worker itself
+        keeps the frame rhythm: a frame starts at ``start_at`` -- or as soon as a
+        flowing microphone has delivered its audio, up to ``deadline`` -- with no
+        process round trip on the critical path.
+        """
         self.conn.send(Ready(self.width, self.height, self.timeline.fps, self.load_s))
         while True:
+            timeout = None
+            if self.requests:
+                req = self.requests[0]
+                now = time.monotonic()
+                if now >= req.start_at:
+                    if self._drain():
+                        return
+                    self._feed_engine(self.timeline.samples_needed(self.session.frames_out), now)
+                    if self._audio_complete() or now >= req.deadline:
+                        self.conn.send(self._render(self.requests.popleft()))
+                        continue
+                    timeout = req.deadline - now
+                else:
+                    timeout = req.start_at - now
+            if timeout is None or self.conn.poll(max(0.0, timeout)):
+                msg = self.conn.recv()
+                if isinstance(msg, Stop):
+                    return
+                self.handle(msg)
+
+    def _drain(self) -> bool:
+        """Handle every message already here (an interrupt must beat the next render).
+        Returns True on Stop."""
+        while self.conn.poll(0):
             msg = self.conn.recv()
             if isinstance(msg, Stop):
-                return
+                return True
             self.handle(msg)
+        return False
 
     def handle(self, msg: object) -> None:
         if isinstance(msg, MicAudio):
@@ -227,7 +263,7 @@ class _WorkerLoop:
         elif isinstance(msg, ClipAudio):
             self._start_clip(msg.clip)
         elif isinstance(msg, RenderRequest):
-            self.conn.send(self._render(msg))
+            self.requests.append(msg)
         elif isinstance(msg, Interrupt):
             self.conn.send(self._interrupt(msg.epoch))
         elif isinstance(msg, AttachRing):
@@ -235,6 +271,11 @@ class _WorkerLoop:
             self.conn.send(Ready(self.width, self.height, self.timeline.fps, self.load_s))
         else:
             raise TypeError(f"unexpected message {type(msg).__name__}")
+
+    def _audio_complete(self) -> bool:
+        """The next frame's audio is all in, or nothing is coming that we should wait for."""
+        need_end = self.timeline.samples_needed(self.session.frames_out)
+        return self.feed.position >= need_end or not self.feed.mic_flowing
 
     def _start_clip(self, clip: Clip) -> None:
         cut = self.timeline.frame_start_sample(self.session.frames_out)
@@ -279,21 +320,8 @@ class _WorkerLoop:
         if req.index != index:
             return WorkerError(f"frame {req.index} requested but the engine is at frame {index}")
         need_end = self.timeline.samples_needed(index)
-        waited = 0.0
         self._feed_engine(need_end, time.monotonic())
-        # Late microphone audio: wait for it until the deadline, handling messages meanwhile.
-        while self.feed.position < need_end and self.feed.mic_flowing:
-            left = req.deadline - time.monotonic()
-            if left <= 0:
-                break
-            t0 = time.perf_counter()
-            if self.conn.poll(left):
-                msg = self.conn.recv()
-                if isinstance(msg, (RenderRequest, Stop)):
-                    raise RuntimeError("protocol error: request while rendering")
-                self.handle(msg)
-            waited += time.perf_counter() - t0
-            self._feed_engine(need_end, time.monotonic())
+        waited = max(0.0, time.monotonic() - req.start_at)
         padded = max(0, need_end - self.feed.position)
         self.feed.note_padding(padded)   # next_frame pads exactly this much
 
@@ -447,8 +475,11 @@ class EngineWorker:
 
     # -- request/reply -------------------------------------------------------
 
-    async def render(self, index: int, deadline: float, epoch: int, image: bool = True) -> FrameReady:
-        self._send(RenderRequest(index, deadline, epoch, image))
+    def request(self, index: int, start_at: float, deadline: float, epoch: int, image: bool = True) -> None:
+        """Ask for frame ``index`` (requests are answered in order, by ``next_frame``)."""
+        self._send(RenderRequest(index, start_at, deadline, epoch, image))
+
+    async def next_frame(self) -> FrameReady:
         while True:
             reply = await self._next_reply()
             if isinstance(reply, FrameReady):

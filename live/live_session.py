@@ -288,29 +288,39 @@ class LiveSession:
     # -- media ---------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Frame i: ask the worker at its due time, put it into both tracks at once.
+        """Frames in order: two requests in flight, the worker renders each at its moment.
 
-        If the machine falls behind (more than two frames late), frames are
-        advanced without drawing until the pump is back on time: the audio stays
-        continuous and in sync, the picture holds, and latency stays bounded
-        instead of growing for the rest of the session.
+        Every frame goes into both tracks at once.  If the machine falls behind
+        (a frame more than two frame periods late), every other frame is
+        advanced without drawing or encoding until the pump is back on time: the
+        audio stays continuous and in sync, the picture keeps at least half its
+        rate, and latency stays bounded instead of growing for the whole session.
         """
-        index = 0
         margin = self.config.jitter_margin_s
         behind_limit = 2.0 / self.clock.fps
+        next_request = 0
+        skipped_last = False
+
+        def request(index: int, draw: bool) -> None:
+            due = self.clock.time_of_frame(index)
+            # One audio packet early: with a microphone the worker starts the frame the
+            # moment its audio is complete (up to ``margin`` after its moment).
+            self.worker.request(index, due - _EARLY_S, due + margin, self.epoch, image=draw)
+
         try:
+            for _ in range(2):
+                request(next_request, True)
+                next_request += 1
             while not self.closed:
-                due = self.clock.time_of_frame(index)
-                # Ask one audio packet early: with a microphone the worker renders the
-                # moment the frame's audio is complete (up to ``margin`` after ``due``),
-                # so the tick's phase against the mic packets adds no waiting.
-                await self.clock.sleep_until(due - _EARLY_S)
-                draw = time.monotonic() - due <= behind_limit
+                frame = await self.worker.next_frame()
+                self._deliver(frame)
+                behind = time.monotonic() - self.clock.time_of_frame(frame.index)
+                draw = behind <= behind_limit or skipped_last
                 if not draw:
                     self.skipped_frames += 1
-                frame = await self.worker.render(index, due + margin, self.epoch, image=draw)
-                self._deliver(frame)
-                index += 1
+                skipped_last = not draw
+                request(next_request, draw)
+                next_request += 1
         except WorkerDied as e:
             self.events.publish("error", message=f"engine stopped: {e}")
             asyncio.ensure_future(self.close(f"engine failed: {e}"))

@@ -101,7 +101,6 @@ async def negotiate(
     # (VP8 first: about four times cheaper to encode than H.264 here) takes effect.
     video = pc.addTransceiver("video", direction="sendonly")
     video.setCodecPreferences(_preferred("video", video_codec))
-    audio = pc.addTransceiver("audio", direction="sendrecv")
     if on_track is not None:
         pc.on("track", on_track)  # fires inside setRemoteDescription for the client's microphone
     try:
@@ -120,8 +119,13 @@ async def negotiate(
     if not receives(video):
         await pc.close()
         raise SignalingError("the offer has no video section the client can receive (add a recvonly video transceiver)")
-    mic = audio.mid is not None and audio._offerDirection in ("recvonly", "sendrecv")
-    return Negotiated(pc, video, audio if receives(audio) else None, mic, audio if audio.mid else None)
+    # aiortc made a transceiver for the offer's audio section (if any); we send on it
+    # when the client can receive, and read the microphone when it sends one.
+    audio = next((t for t in pc.getTransceivers() if t.kind == "audio" and t.mid is not None), None)
+    mic = audio is not None and audio._offerDirection in ("recvonly", "sendrecv")
+    if audio is not None and receives(audio):
+        audio.direction = "sendrecv"
+    return Negotiated(pc, video, audio if audio is not None and receives(audio) else None, mic, audio)
 
 
 async def answer(pc: RTCPeerConnection) -> RTCSessionDescription:

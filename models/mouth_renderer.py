@@ -44,6 +44,7 @@ BOX_MARGIN = REACH + 0.25  # region around the blend outline (reach + feather ta
 CROP_MARGIN = BOX_MARGIN + 0.35  # library crops also allow for pose differences
 PLAN_CACHE = 512                 # plans are small (a coarse grid and a few curves)
 CROP_CACHE_BYTES = 192 * 2**20   # decoded library mouth regions kept per renderer
+CLOSE_FADE = 0.03                # a library mouth this much too open is closed fully (see openness_to_show)
 
 T = TypeVar("T")
 
@@ -216,15 +217,16 @@ def openness_to_show(have: float, wanted: float) -> float | None:
     Opening: only when the pick falls short by more than OPEN_SLACK (the library's
     widest mouth).  Closing: real lips that already meet (``have`` at most
     CLOSED_OPENNESS) are never touched; otherwise an excess over the wanted openness
-    is taken away, fully from OPEN_SLACK on and fading to nothing below it, so the
-    result does not jump as the wanted openness crosses the pick's own.
+    is taken away: fully from CLOSE_FADE on, fading to nothing below it, so the result
+    does not jump as the wanted openness crosses the pick's own, and a pick that is
+    all but right is shown as it is.
     """
     if wanted - have > OPEN_SLACK:
         return wanted
     excess = have - wanted
     if have <= CLOSED_OPENNESS or excess <= 0:
         return None
-    t = min(1.0, excess / OPEN_SLACK)
+    t = min(1.0, excess / CLOSE_FADE)
     shown = have - excess * t * t * (3.0 - 2.0 * t)
     return shown if have - shown > 1e-3 else None
 

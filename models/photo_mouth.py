@@ -48,19 +48,21 @@ NECK_MARGIN = 0.55       # the warp fades to nothing this far below the chin
 ROI_HALF_WIDTH = 0.9
 GRID_CELLS = 40          # coarse field samples along the ROI's longer side
 # Closing.  Real lips close mostly by the jaw rising; the upper lip comes down over
-# the upper teeth less.  The outer lip edges follow their inner edges only in part,
-# so the lips get fuller as they press together.
-CLOSE_UPPER_SHARE = 0.25 # of the gap closed by the upper lip coming down
-UPPER_OUTER_FOLLOW = 1.0
-LOWER_OUTER_FOLLOW = 1.0
+# the upper teeth less.  The outer lip edges follow their inner edges almost fully:
+# the lips get a little fuller as they press together, but lips stretched much
+# taller read (to people and to FaceMesh alike) as a mouth still ajar.
+CLOSE_UPPER_SHARE = 0.25  # of the gap closed by the upper lip coming down
+UPPER_OUTER_FOLLOW = 0.85
+LOWER_OUTER_FOLLOW = 0.9
 JAW_FOLLOW = 0.35        # the chin rises this fraction of the lower lip's rise at the centre
 LIP_EAT = 0.012          # the lips meet this far inside their landmark edges (landmark slack),
                          # so no sliver of teeth survives between them
 SEAM_DARK = 0.4          # darkening of the line where the lips meet
 SEAM_SIGMA = 0.011       # its half-width (Gaussian sigma)
-POCKET_SIGMA = 0.04      # height of the band where dark mouth-corner pockets are filled
-POCKET_END = 1.1         # ... its reach, in half inner-mouth widths from the centre
-POCKET_LIFT = 1.0        # ... and how far they are lifted towards the lip colour
+POCKET_SIGMA = 0.05      # height of the band where dark mouth-corner pockets are filled
+POCKET_END = 1.3         # ... its reach, in half inner-mouth widths from the centre
+POCKET_LIFT = 1.0        # ... and how far they are lifted towards the colour around them
+POCKET_BLUR = 0.06       # the "around them" (Gaussian sigma)
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,13 @@ def plan_for(landmarks: np.ndarray, image_hw: tuple[int, int]) -> PhotoMouthPlan
     gy = y0 + (np.arange(gh) + 0.5) * (h / gh) - 0.5
     grid = _to_uv(frame, *np.meshgrid(gx.astype(np.float32), gy.astype(np.float32)))
     c = curves
-    lips = np.array([[c.corners[0] - 0.04, float(c.upper_outer[1].min()) - 0.03],
-                     [c.corners[1] + 0.04, float(c.upper_outer[1].min()) - 0.03],
-                     [c.corners[0] - 0.04, float(c.lower_outer[1].max()) + 0.03],
-                     [c.corners[1] + 0.04, float(c.lower_outer[1].max()) + 0.03]], np.float32)
+    # The lips, and as far out as the mouth-corner pockets reach (_finish_closed_lips).
+    mid = 0.5 * (c.inner_corners[0] + c.inner_corners[1])
+    reach = max(c.corners[1] - mid + 0.04, mid - c.corners[0] + 0.04,
+                0.5 * (c.inner_corners[1] - c.inner_corners[0]) * (POCKET_END + 0.2) + 0.02)
+    top, low = float(c.upper_outer[1].min()) - 0.03, float(c.lower_outer[1].max()) + 0.03
+    lips = np.array([[mid - reach, top], [mid + reach, top], [mid - reach, low], [mid + reach, low]],
+                    np.float32)
     lx0, ly0, lx1, ly1 = roi_box(frame, lips, image_hw)
     lip_box = (max(lx0 - x0, 0), max(ly0 - y0, 0), min(lx1 - x0, w), min(ly1 - y0, h))
     rest = mouth_features(np.asarray(landmarks, np.float32))[0]
@@ -434,10 +439,10 @@ def _finish_closed_lips(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose,
 
     The pockets are the far ends of the picture's opening (cavity behind the cheeks),
     which the closing squeezes but cannot remove; left alone they read as the corners
-    of a mouth still ajar.  Pixels there darker than the lips are lifted towards the
-    lip colour.  The line runs along the middle of what is left of the gap, fading
-    out towards the corners, and darkens (does not recolour) so the lips keep their
-    own colour."""
+    of a mouth still ajar.  Pixels there darker than their surroundings take the
+    colour of the lit lip and skin around them.  The line runs along the middle of
+    what is left of the gap and on, fainter, to the mouth corners; it darkens (does
+    not recolour) so the lips keep their own colour."""
     strength = float(_smoothstep(np.float32((pose.close - 0.4) / 0.6)))
     if strength < 1e-3:
         return
@@ -445,20 +450,43 @@ def _finish_closed_lips(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose,
     c = plan.curves
     u, v = plan.uv_in(lx0, ly0, lx1, ly1)
     u = u - _horizontal(u, v, c, pose)
-    top, bottom, shut = _closing(u, c, pose)
-    line = 0.5 * (top + CLOSE_UPPER_SHARE * shut + bottom - (1.0 - CLOSE_UPPER_SHARE) * shut)
-    mid = 0.5 * (c.inner_corners[0] + c.inner_corners[1])
-    x = np.abs(u - mid) / max(0.5 * (c.inner_corners[1] - c.inner_corners[0]), 1e-3)
+    line, x, x_out = _seam_line(u, c, pose)
     region = roi[ly0:ly1, lx0:lx1].astype(np.float32)
     pocket = _smoothstep((x - 0.55) / 0.3) * (1.0 - _smoothstep((x - POCKET_END) / 0.2))
     pocket = strength * pocket * np.exp(-0.5 * ((v - line) / POCKET_SIGMA) ** 2)
+    # The colour around: a blur weighted by brightness, so the pocket itself does not count.
+    lum = region.mean(axis=2)
     lip_l = float(pal.lip.mean())
-    lift = POCKET_LIFT * _smoothstep((0.95 * lip_l - region.mean(axis=2)) / (0.35 * lip_l)) * pocket
-    region += lift[..., None] * (0.9 * pal.lip - region)
+    lit = _smoothstep((lum - 0.75 * lip_l) / (0.2 * lip_l))
+    sigma = max(1.0, POCKET_BLUR * plan.frame.s)
+    den = cv2.GaussianBlur(lit, (0, 0), sigma)[..., None]
+    near = cv2.GaussianBlur(region * lit[..., None], (0, 0), sigma)
+    near = np.where(den > 0.05, near / np.maximum(den, 1e-3), pal.lip)
+    near_l = near.mean(axis=2)
+    lift = POCKET_LIFT * pocket * _smoothstep((0.97 * near_l - lum) / (0.2 * near_l + 1e-3))
+    region += lift[..., None] * (near - region)
     sigma = max(SEAM_SIGMA, 0.55 / plan.frame.s)
-    along = np.clip(1.0 - x ** 2, 0.0, 1.0) ** 0.6
+    along = (1.0 - 0.5 * _smoothstep((x - 0.6) / 0.4)) * (1.0 - _smoothstep((x_out - 0.92) / 0.12))
     shade = 1.0 - SEAM_DARK * strength * along * np.exp(-0.5 * ((v - line) / sigma) ** 2)
     roi[ly0:ly1, lx0:lx1] = np.clip(region * shade[..., None] + 0.5, 0, 255).astype(np.uint8)
+
+
+def _seam_line(u: np.ndarray, c: LipCurves, pose: MouthPose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the lips meet (v at each u), and |u| from the centre in half inner and
+    half outer mouth widths.  Between the inner corners: the middle of what is left
+    of the gap; beyond them: straight on to the outer mouth corners."""
+    top, bottom, shut = _closing(u, c, pose)
+    line = 0.5 * (top + CLOSE_UPPER_SHARE * shut + bottom - (1.0 - CLOSE_UPPER_SHARE) * shut)
+    mid = 0.5 * (c.inner_corners[0] + c.inner_corners[1])
+    half_in = max(0.5 * (c.inner_corners[1] - c.inner_corners[0]), 1e-3)
+    half_out = max(0.5 * (c.corners[1] - c.corners[0]), half_in + 1e-3)
+    left = u < mid
+    inner_v = np.where(left, at(c.lower_inner, c.inner_corners[0]), at(c.lower_inner, c.inner_corners[1]))
+    outer_v = np.where(left, c.upper_outer[1][0], c.upper_outer[1][-1])
+    d = np.abs(u - mid)
+    t = np.clip((d - half_in) / (half_out - half_in), 0.0, 1.0)
+    line = np.where(d > half_in, inner_v + t * (outer_v - inner_v), line)
+    return line.astype(np.float32), d / half_in, d / half_out
 
 
 def cavity_outline(plan: PhotoMouthPlan, pose: MouthPose, n: int = 28) -> tuple[np.ndarray, np.ndarray]:

@@ -203,6 +203,32 @@ class StudioDB:
             _update(self.conn, "batches", batch_id, sets)
         return self.get_batch(batch_id)
 
+    def start_batch(self, batch_id: str) -> Batch:
+        """Queue a draft and all its items in one transaction (a crash can't split them)."""
+        with self.tx():
+            old = self.get_batch(batch_id)
+            check_batch_move(old.status, BatchStatus.QUEUED)
+            self.conn.execute("UPDATE items SET status='queued' WHERE batch_id=? AND status='pending'",
+                              (batch_id,))
+            _update(self.conn, "batches", batch_id, {"status": BatchStatus.QUEUED.value,
+                                                     "queued_at": time.time()})
+        return self.get_batch(batch_id)
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        """Cancel a batch in one transaction: waiting items are cancelled, running ones
+        are flagged (their processes see it at the next progress report)."""
+        with self.tx():
+            old = self.get_batch(batch_id)
+            check_batch_move(old.status, BatchStatus.CANCELLED)
+            now = time.time()
+            self.conn.execute("UPDATE items SET cancel_requested=1 WHERE batch_id=?", (batch_id,))
+            self.conn.execute(
+                "UPDATE items SET status='cancelled', stage='cancelled', finished_at=?"
+                " WHERE batch_id=? AND status IN ('pending', 'queued')", (now, batch_id))
+            _update(self.conn, "batches", batch_id, {"status": BatchStatus.CANCELLED.value,
+                                                     "finished_at": now})
+        return self.get_batch(batch_id)
+
     def delete_batch(self, batch_id: str) -> None:
         self.conn.execute("DELETE FROM batches WHERE id=?", (batch_id,))
 
@@ -279,13 +305,6 @@ class StudioDB:
             " RETURNING cancel_requested", (stage, float(progress), item_id)).fetchone()
         return row is None or bool(row[0])
 
-    def request_cancel(self, batch_id: str) -> None:
-        self.conn.execute("UPDATE items SET cancel_requested=1 WHERE batch_id=?", (batch_id,))
-
-    def cancel_requested(self, item_id: str) -> bool:
-        row = self.conn.execute("SELECT cancel_requested, status FROM items WHERE id=?",
-                                (item_id,)).fetchone()
-        return row is None or bool(row[0]) or row[1] != ItemStatus.RUNNING.value
 
     # -- results ---------------------------------------------------------------
 

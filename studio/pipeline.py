@@ -10,6 +10,8 @@ server) and reads back whether it has been cancelled.
 from __future__ import annotations
 
 import os
+import select
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from studio import storage
 # this; in the server, the live app's forkserver preloads the same libraries).
 PRELOAD = ["numpy", "cv2", "av", "torch", "live.offline_render", "models.avatar", "models.mouth_model"]
 PREP_SHARE = 0.3          # share of an item's progress bar given to avatar preparation
-_state: dict = {}         # per-process: parent pid, open database, loaded model
+_state: dict = {}         # per-process: open database, loaded model
 
 
 class JobFailed(Exception):
@@ -31,14 +33,11 @@ class JobCancelled(Exception):
     """The user cancelled the batch while this job ran."""
 
 
-class ParentGone(JobCancelled):
-    """The server died; an orphaned worker stops instead of finishing work nobody owns."""
-
-
 # -- process set-up -----------------------------------------------------------------------
 
-def init_worker(nice: int) -> None:
-    """Initializer of every render process: one thread per library, lower priority."""
+def init_worker(nice: int, server_pid: int) -> None:
+    """Initializer of every render process: one thread per library, lower priority,
+    and no life after the server's."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         os.environ[var] = "1"
     if nice > 0:
@@ -46,36 +45,44 @@ def init_worker(nice: int) -> None:
             os.nice(nice)
         except OSError:
             pass
-    _die_with_parent()
-    _state["parent"] = os.getppid()
+    _exit_with_server(server_pid)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the server dies.
+def _exit_with_server(server_pid: int) -> None:
+    """End this process the moment the server process ends, however it ends.
 
-    Idle pool processes otherwise wait forever on their task pipe (each holds
-    both ends), and a busy one would finish work nobody will record.  Elsewhere
-    the parent check in ``_Progress`` still stops work at the next report.
+    Render processes are forked by a forkserver, so the server is not their parent
+    (no parent-death signal), and an idle pool process waits forever on its task
+    pipe.  One daemon thread blocks on a pidfd of the server (it becomes readable
+    when the server exits) and then exits: a killed server leaves no orphan working
+    on, or writing, anything.  Its temp files are swept away at the next start.
     """
-    import ctypes
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the server died before we asked
+        fd = os.pidfd_open(server_pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll instead
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _pid_alive(server_pid):
+                time.sleep(1.0)
         os._exit(1)
 
+    threading.Thread(target=watch, name="exit-with-server", daemon=True).start()
 
-def _parent_alive() -> bool:
-    parent = _state.get("parent")
-    return parent is None or os.getppid() == parent
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _db(path: str):
@@ -207,19 +214,16 @@ class _Progress:
         self.interval = job.progress_interval_s
         self.last = 0.0
         self.stop = False
-        self.parent_gone = False
         self.render_fraction = PREP_SHARE
 
     def __call__(self, stage: str, fraction: float, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.last >= self.interval:
             self.last = now
-            if not _parent_alive():
-                self.parent_gone = self.stop = True
-            elif self.db.record_progress(self.item_id, stage, fraction):
+            if self.db.record_progress(self.item_id, stage, fraction):
                 self.stop = True
         if self.stop:
-            raise ParentGone("server gone") if self.parent_gone else JobCancelled("cancelled")
+            raise JobCancelled("cancelled")
 
     def cancelled(self) -> bool:
         try:
@@ -271,7 +275,7 @@ def render(job: RenderJob) -> RenderOutcome:
                              cancel=progress.cancelled, encoder_threads=1)
     except RenderCancelled:
         tmp.unlink(missing_ok=True)
-        raise ParentGone("server gone") if progress.parent_gone else JobCancelled("cancelled") from None
+        raise JobCancelled("cancelled") from None
     except Exception as exc:  # noqa: BLE001
         tmp.unlink(missing_ok=True)
         raise JobFailed(readable_reason(exc, job.video_name)) from None

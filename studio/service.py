@@ -112,10 +112,11 @@ class Studio:
         self._draft(batch_id)
         try:
             probed = await asyncio.to_thread(check_audio, received, self.config.max_audio_seconds)
+            # the batch may have been started (or deleted) while the file was checked
+            return self._attach_audio(batch_id, received, probed.mime, probed.duration)
         except BaseException:
             shutil.rmtree(received.path.parent, ignore_errors=True)
             raise
-        return self._attach_audio(batch_id, received, probed.mime, probed.duration)
 
     def _attach_audio(self, batch_id: str, received: Received, mime: str, duration: float | None) -> Upload:
         batch = self._draft(batch_id)
@@ -155,13 +156,18 @@ class Studio:
             raise
         received = Received(f"{(voice or 'piper').replace('/', '-')}-speech.wav", path,
                             path.stat().st_size, b"")
-        return self._attach_audio(batch_id, received, "audio/wav", duration)
+        try:
+            return self._attach_audio(batch_id, received, "audio/wav", duration)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     async def add_videos(self, batch_id: str, received: list[Received]) -> list[Item]:
         """Add avatar videos (or photos) to a draft; all-or-nothing per request."""
         self._draft(batch_id)
         try:
             probed = [await asyncio.to_thread(check_video, r) for r in received]
+            self._draft(batch_id)   # still a draft after the (slow) checks?
         except BaseException:
             for r in received:
                 shutil.rmtree(r.path.parent, ignore_errors=True)
@@ -216,9 +222,7 @@ class Studio:
             raise StudioError("add an audio file (or text) before starting the batch")
         if not items:
             raise StudioError("add at least one video before starting the batch")
-        for item in items:
-            self.db.move_item(item.id, ItemStatus.QUEUED)
-        batch = self.db.move_batch(batch_id, BatchStatus.QUEUED)
+        batch = self.db.start_batch(batch_id)
         self.log.event("batch_queued", batch=batch_id, items=len(items))
         self.pool.wake()
         return batch
@@ -228,11 +232,7 @@ class Studio:
         if batch.status.terminal:
             raise Conflict(f"batch is already {batch.status.value}")
         # Running items see the flag at their next progress report (< 1 s) and stop.
-        self.db.request_cancel(batch_id)
-        for item in self.db.items_of(batch_id):
-            if item.status in (ItemStatus.PENDING, ItemStatus.QUEUED):
-                self.db.move_item(item.id, ItemStatus.CANCELLED, stage="cancelled")
-        batch = self.db.move_batch(batch_id, BatchStatus.CANCELLED)
+        batch = self.db.cancel_batch(batch_id)
         self.log.event("batch_cancelled", batch=batch_id)
         if not any(i.status is ItemStatus.RUNNING for i in self.db.items_of(batch_id)):
             self.release_batch_files(batch_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -202,7 +203,7 @@ class WorkerPool:
             # in a fraction of a second instead of importing them all again (spawn).
             self._executor = ProcessPoolExecutor(
                 max_workers=self.size, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=pipeline.init_worker, initargs=(self.config.worker_nice,))
+                initializer=pipeline.init_worker, initargs=(self.config.worker_nice, os.getpid()))
             self._generation += 1
         return self._executor
 

@@ -172,20 +172,11 @@ def _serve(argv: list[str]) -> None:
     ap.add_argument("--max-upload", type=int, default=20_000_000)
     ap.add_argument("--checkpoint", type=Path, default=None)
     args = ap.parse_args(argv)
-    try:
-        if os.environ.get("SG_BARE"):
-            raise ImportError("TEMP dev")
-        from live.app import create_app
-        from live.config import ServerConfig
-    except ImportError:  # the live server is not in this checkout: mount the studio alone
-        from studio.routes import setup_studio
+    from live.app import create_app
+    from live.config import ServerConfig
 
-        app = web.Application()
-        setup_studio(app, args.data_dir)
-        app.router.add_static("/static/", REPO / "web")
-    else:
-        app = create_app(ServerConfig(host="127.0.0.1", port=args.port, data_dir=args.data_dir,
-                                      preload_default_avatar=False))
+    app = create_app(ServerConfig(host="127.0.0.1", port=args.port, data_dir=args.data_dir,
+                                  preload_default_avatar=False, mouth_checkpoint=args.checkpoint))
     app[STUDIO_CONFIG] = StudioConfig(max_upload_bytes=args.max_upload, checkpoint=args.checkpoint,
                                       progress_interval_s=0.25)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, shutdown_timeout=5)

@@ -157,7 +157,8 @@ async def test_capacity_is_503_with_reason_and_frees_on_close(make_server):
                 break
             await asyncio.sleep(0.1)
         third = LipstreamClient(server.url)
-        await third.connect()
+        await third.connect(receive_audio=False)  # a video-only viewer is fine too
+        await third.wait_video(10)
         await third.close()
     finally:
         await first.close()
@@ -225,3 +226,65 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] not in ("Z", "X")
     except FileNotFoundError:
         return False
+
+
+async def test_idle_and_never_connected_sessions_end_by_themselves(make_server):
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    server = await make_server(idle_timeout_s=1.5, connect_timeout_s=1.5, stats_interval_s=0.25)
+    # A peer that sends an offer and then never completes the connection.
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    status, reply = await _request(server.url, "POST", "/offer",
+                                   json={"sdp": pc.localDescription.sdp, "type": "offer"})
+    await pc.close()
+    assert status == 200
+    # A connected viewer that never speaks.
+    client = LipstreamClient(server.url)
+    sid = await client.connect()
+    try:
+        closed = []
+        async for ev in client.events():
+            if ev["type"] == "closed":
+                closed.append(ev)
+                break
+        assert closed and closed[0]["reason"] == "idle timeout"
+        for _ in range(50):
+            if (await _request(server.url, "GET", "/sessions"))[1]["count"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert (await _request(server.url, "GET", "/sessions"))[1]["count"] == 0
+        assert (await client.request("POST", f"/sessions/{sid}/say", json={"text": "hi"}))[0] == 404
+    finally:
+        await client.close()
+
+
+async def test_a_crashed_worker_ends_its_session_with_an_error(live_server):
+    import signal
+
+    client = LipstreamClient(live_server.url)
+    await client.connect()
+    try:
+        pid = (await client.stats())["worker_pid"]
+        events = []
+
+        async def follow():
+            async for ev in client.events():
+                events.append(ev)
+
+        task = asyncio.ensure_future(follow())
+        await asyncio.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if any(e["type"] == "closed" for e in events):
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        kinds = [e["type"] for e in events]
+        assert "error" in kinds and "closed" in kinds, kinds
+        assert "engine" in next(e for e in events if e["type"] == "error")["message"]
+        status, health = await _request(live_server.url, "GET", "/health")
+        assert health["sessions"] == 0
+    finally:
+        await client.close()

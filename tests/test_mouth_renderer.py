@@ -1,9 +1,12 @@
 """The photoreal mouth renderer, checked on real avatars with a real face model.
 
-Photo path: the default astronaut avatar.  Video path: a video of the astronaut
-talking (mouth moved by the photo path, then encoded and prepared with
-``prepare_avatar`` like any user video), so its mouth library holds real variety.
-Openness is *measured* on the rendered pictures with mediapipe FaceMesh.
+Photo path: the default astronaut avatar (a smile with parted lips and visible
+teeth: openness ~0.32 at rest).  Video path: a video of the astronaut talking
+(mouth moved by the photo path, then encoded and prepared with ``prepare_avatar``
+like any user video), so its mouth library holds real variety; and a second one
+whose lips never meet, so closing them needs the closing warp.  Openness is
+*measured* on the rendered pictures with mediapipe FaceMesh, and "lips together"
+uses the sync report's threshold.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.render import talking_video
+from bench.render import talking_video, write_video
+from bench.sync_report import CLOSED_BELOW, measure_openness
 from models.avatar import Avatar, default_avatar, load_avatar, prepare_avatar
 from models.face_landmarks import find_faces, mouth_features
-from models.mouth_geometry import lower_face_outline, mouth_frame
+from models.mouth_geometry import LOWER_INNER, UPPER_INNER, lower_face_outline, mouth_frame
 from models.mouth_library import OPEN_SLACK, MouthLibrary
-from models.mouth_renderer import MouthRenderer, RenderError
+from models.mouth_renderer import MouthRenderer, RenderError, openness_to_show
 from models.mouth_shape import CLOSED, MouthShape
 from models.photo_mouth import plan_for
 
@@ -36,10 +40,19 @@ def photo(cache) -> Avatar:
 
 @pytest.fixture(scope="module")
 def video(cache, tmp_path_factory) -> Avatar:
-    src = talking_video(tmp_path_factory.mktemp("talk") / "talk.mp4", cache, seconds=3.0)
+    # A moderate speaker: the widest openings need the warp on top of the widest real mouth.
+    src = talking_video(tmp_path_factory.mktemp("talk") / "talk.mp4", cache, seconds=3.0, max_openness=0.45)
     info = prepare_avatar(src, cache)
     assert info.kind == "video"
     return load_avatar(info.avatar_id, cache)
+
+
+@pytest.fixture(scope="module")
+def parted(cache, tmp_path_factory) -> Avatar:
+    """A person who speaks but never closes the lips (openness never below 0.4)."""
+    src = talking_video(tmp_path_factory.mktemp("parted") / "parted.mp4", cache, seconds=2.4,
+                        seed=3, min_openness=0.4)
+    return load_avatar(prepare_avatar(src, cache).avatar_id, cache)
 
 
 def measured(image: np.ndarray) -> tuple[float, float, float]:
@@ -61,6 +74,19 @@ def far_from_mouth(avatar: Avatar, i: int, radius: float) -> np.ndarray:
     return np.hypot(xs - f.origin[0], ys - f.origin[1]) > radius * f.s
 
 
+def teeth_pixels(image: np.ndarray, landmarks: np.ndarray) -> int:
+    """Teeth-white pixels inside the *source's* inner-lip outline.
+
+    On this face skin is as bright as teeth and lips carry whitish highlights; teeth
+    are the bright pixels that are neither red (LAB a) nor yellow (LAB b)."""
+    poly = np.concatenate([landmarks[list(UPPER_INNER)], landmarks[list(LOWER_INNER)][::-1]])
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.int16)
+    white = (lab[..., 0] > 190) & (lab[..., 1] < 137) & (lab[..., 2] < 140)
+    return int(white[inside.astype(bool)].sum())
+
+
 def gradient(image: np.ndarray) -> np.ndarray:
     g = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
     return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
@@ -69,23 +95,48 @@ def gradient(image: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- photo
 
 
-def test_closed_mouth_is_exactly_the_avatar_frame(photo):
+def test_own_openness_is_exactly_the_avatar_frame(photo):
     r = MouthRenderer(photo)
     for i in (0, 57, 133):
-        out = r.render(i, CLOSED)
+        rest = float(photo.mouth_features[i, 0])
+        assert rest > 0.25          # the astronaut smiles with parted lips
+        out = r.render(i, MouthShape(rest))
         assert out.shape == (photo.info.height, photo.info.width, 3) and out.dtype == np.uint8
         assert np.array_equal(out, photo.frame(i))
-    # Width/rounding without any opening leave the lips together too (silence stays still).
-    assert np.array_equal(r.render(5, MouthShape(0.0, 0.7, 0.3)), photo.frame(5))
 
 
-def test_opening_is_measured_by_facemesh_on_the_render(photo):
+def test_lips_close_at_zero_and_openness_rises_monotonically(photo):
+    """Absolute openness: 0 = lips together (measured < CLOSED_BELOW), through the
+    photo's own parted lips, on to wide open, measured by FaceMesh on the render."""
     r = MouthRenderer(photo)
-    levels = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    got = [measured(r.render(10, MouthShape(openness=o)))[0] for o in levels]
-    assert all(b >= a - 0.02 for a, b in zip(got, got[1:])), got
-    assert got[4] - got[0] >= 0.25, got          # clearly opens (the photo already parts its lips)
-    assert got[4] >= 0.5, got
+    i = 10
+    rest = float(photo.mouth_features[i, 0])
+    levels = [0.0, 0.15, 0.3, rest, 0.5, 0.7, 0.9]
+    got = [measured(r.render(i, MouthShape(openness=o)))[0] for o in levels]
+    assert got[0] < CLOSED_BELOW, got
+    assert all(b > a for a, b in zip(got, got[1:])), got
+    assert abs(got[3] - rest) < 0.03 and got[-1] > 0.6, got
+
+
+def test_closed_lips_hide_the_teeth(photo):
+    r = MouthRenderer(photo)
+    for i in (0, 90):
+        lm = photo.landmarks[i]
+        shown = teeth_pixels(photo.frame(i), lm)
+        assert shown > 40                       # the photo shows its upper teeth ...
+        assert teeth_pixels(r.render(i, CLOSED), lm) <= 0.1 * shown   # ... the closed mouth does not
+        # Closing is gradual: half way there still shows some of them.
+        half = teeth_pixels(r.render(i, MouthShape(0.5 * float(photo.mouth_features[i, 0]))), lm)
+        assert 0.1 * shown < half < shown
+
+
+def test_silence_reads_as_closed_through_the_codec(photo, tmp_path):
+    """The sync report's own measurement (H.264, FaceMesh tracking the whole frame)."""
+    r = MouthRenderer(photo)
+    frames = [r.render(photo.loop_frame(k), CLOSED) for k in range(0, 210, 6)]
+    fps, openness = measure_openness(write_video(tmp_path / "silence.mp4", frames))
+    assert not np.isnan(openness).any()
+    assert (openness < CLOSED_BELOW).mean() >= 0.95, np.round(openness, 3)
 
 
 def test_width_and_rounding_move_the_corners(photo):
@@ -94,6 +145,11 @@ def test_width_and_rounding_move_the_corners(photo):
     neutral = corner_distance(r.render(0, MouthShape(0.5, 0.0, 0.0)))
     rounded = corner_distance(r.render(0, MouthShape(0.5, -0.5, 1.0)))
     assert spread > neutral + 0.02 > rounded + 0.06, (spread, neutral, rounded)
+    # ... and on nearly closed lips too (a rounded /u/, /m/ before /u/).
+    spread = corner_distance(r.render(0, MouthShape(0.05, 1.0, 0.0)))
+    neutral = corner_distance(r.render(0, MouthShape(0.05, 0.0, 0.0)))
+    rounded = corner_distance(r.render(0, MouthShape(0.05, -1.0, 1.0)))
+    assert spread > neutral + 0.02 > rounded + 0.03, (spread, neutral, rounded)
 
 
 def test_only_the_mouth_region_changes(photo):
@@ -112,7 +168,8 @@ def test_photo_warp_fades_out_before_its_region_ends(photo):
     r = MouthRenderer(photo)
     plan = plan_for(photo.landmarks[30], (photo.info.height, photo.info.width))
     x0, y0, x1, y1 = plan.box
-    for shape in (MouthShape(1.0), MouthShape(0.6, -0.6, 1.0), MouthShape(0.7, 1.0, 0.0)):
+    for shape in (MouthShape(1.0), MouthShape(0.6, -0.6, 1.0), MouthShape(0.7, 1.0, 0.0), CLOSED,
+                  MouthShape(0.05, -0.6, 1.0)):
         diff = np.abs(r.render(30, shape).astype(np.int16) - photo.frame(30)).max(axis=2)[y0:y1, x0:x1]
         band = np.ones(diff.shape, bool)
         band[3:-3, 3:-3] = False
@@ -163,7 +220,7 @@ def test_video_library_shows_real_mouths_open_and_closed(video):
     i = int(np.argmax(feats[:, 0]))           # a frame with the mouth wide open
     r = MouthRenderer(video)
     closed = measured(r.render(i, CLOSED))[0]
-    assert closed <= feats[:, 0].min() + 0.12, (closed, feats[:, 0].min())
+    assert closed <= feats[:, 0].min() + 0.12 and closed < CLOSED_BELOW, (closed, feats[:, 0].min())
     j = int(np.argmin(feats[:, 0]))           # a frame with the mouth (nearly) shut
     r.reset()
     opened = measured(r.render(j, MouthShape(openness=float(library.target_for(i)[0]))))[0]
@@ -220,3 +277,40 @@ def test_blend_outline_covers_lips_corners_and_chin(video):
         assert cv2.pointPolygonTest(outline, (float(lm[k][0]), float(lm[k][1])), False) > 0, k
     for k in (1, 33, 263, 168):     # nose tip, eyes, bridge: outside
         assert cv2.pointPolygonTest(outline, (float(lm[k][0]), float(lm[k][1])), False) < 0, k
+
+
+def test_video_whose_lips_never_meet_is_closed_by_the_warp(parted):
+    feats = parted.mouth_features
+    assert feats[:, 0].min() > CLOSED_BELOW + 0.1      # no real closed mouth to show
+    library = MouthLibrary(feats, parted.landmarks)
+    r = MouthRenderer(parted)
+    for i in (int(np.argmin(feats[:, 0])), int(np.argmax(feats[:, 0])), 30):
+        r.reset()
+        lm = parted.landmarks[i]
+        out = r.render(i, CLOSED)
+        assert measured(out)[0] < CLOSED_BELOW
+        assert teeth_pixels(out, lm) <= 0.1 * teeth_pixels(parted.frame(i), lm)
+    # Real pixels wherever they will do: the frame's own openness is the frame itself,
+    # and openness still rises from closed through it.
+    i = int(np.argmin(feats[:, 0]))
+    own = float(library.target_for(i)[0])
+    r.reset()
+    assert np.array_equal(r.render(i, MouthShape(own)), parted.frame(i))
+    got = []
+    for o in (0.0, 0.5 * own, own):
+        r.reset()
+        got.append(measured(r.render(i, MouthShape(o)))[0])
+    assert got[0] < got[1] < got[2], got
+
+
+def test_closing_a_library_mouth_has_no_jump():
+    """The closing warp fades in as the wanted openness drops below the pick's own."""
+    have = 0.4
+    wanted = np.linspace(0.0, have + 0.99 * OPEN_SLACK, 481)
+    shown = np.array([have if (s := openness_to_show(have, w)) is None else s for w in wanted])
+    assert shown[0] == 0.0 and np.all(shown[wanted >= have] == have)
+    assert np.allclose(shown[wanted < have - 0.03], wanted[wanted < have - 0.03])
+    assert np.all(np.diff(shown) >= -1e-9)                     # monotonic
+    assert np.abs(np.diff(shown)).max() < 0.01                 # continuous
+    assert openness_to_show(0.05, 0.0) is None                 # real lips that meet stay real
+    assert openness_to_show(0.2, 0.2 + OPEN_SLACK + 0.01) == pytest.approx(0.2 + OPEN_SLACK + 0.01)

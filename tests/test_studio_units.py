@@ -69,12 +69,16 @@ def test_db_queue_round_trip_and_constraints(tmp_path):
     assert [i.position for i in db.items_of(b.id)] == [0, 1, 2]
     with pytest.raises(InvalidTransition):
         db.move_item(items[0].id, ItemStatus.RUNNING)   # pending items must be queued first
-    for it in items:
-        db.move_item(it.id, ItemStatus.QUEUED)
+    assert db.start_batch(b.id).status is BatchStatus.QUEUED
+    assert {i.status for i in db.items_of(b.id)} == {ItemStatus.QUEUED}
+    with pytest.raises(InvalidTransition):
+        db.start_batch(b.id)
     running = db.move_item(items[0].id, ItemStatus.RUNNING)
     assert running.attempts == 1 and running.started_at is not None
     assert db.record_progress(items[0].id, "rendering", 0.5) is False
-    db.request_cancel(b.id)
+    assert db.cancel_batch(b.id).status is BatchStatus.CANCELLED
+    assert db.get_item(items[1].id).status is ItemStatus.CANCELLED     # waiting: cancelled at once
+    assert db.get_item(items[0].id).status is ItemStatus.RUNNING       # running: asked to stop
     assert db.record_progress(items[0].id, "rendering", 0.6) is True
     assert db.record_progress(items[1].id, "rendering", 0.6) is True   # not running: stop
     assert db.upload_in_use(v.id) and db.upload_in_use(a.id)

@@ -268,16 +268,20 @@ class LipstreamClient:
         return int(mapper._origin)
 
     def sender_time(self, kind: str, pts: np.ndarray | int) -> np.ndarray:
-        """When the server sent the media at received ``pts`` (its wall clock, via RTCP SR)."""
+        """When the server sent the media at received ``pts`` (its wall clock, via RTCP SR).
+
+        Each sender report maps one RTP timestamp to the wall time its packet left;
+        a packet that left late (a busy moment) would shift everything mapped from
+        its report, so the median mapping over all reports is used.
+        """
         reports = self.reports[kind]
         if not reports:
             raise RuntimeError(f"no RTCP sender report received for {kind} yet")
         rate = 90_000 if kind == "video" else 48_000
-        sr = reports[-1]
         origin = self.rtp_origin(kind)
-        # Unwrap the 32-bit circle around the report's timestamp.
-        rel_sr = (sr.rtp - origin + 2**31) % 2**32 - 2**31
-        return sr.ntp_unix + (np.asarray(pts, dtype=np.float64) - rel_sr) / rate
+        # Wall time of received pts 0 according to each report (unwrapping the 32-bit circle).
+        zero = [sr.ntp_unix - ((sr.rtp - origin + 2**31) % 2**32 - 2**31) / rate for sr in reports]
+        return float(np.median(zero)) + np.asarray(pts, dtype=np.float64) / rate
 
     def audio_signal(self) -> tuple[np.ndarray, int]:
         """Received audio laid out by pts (gaps as silence): (samples at 48 kHz, pts of sample 0)."""

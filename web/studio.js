@@ -300,9 +300,11 @@
     const es = new EventSource(`/studio/batches/${id}/events`);
     state.events = es;
     let doneCount = 0;
+    let lastLogs = 0;
     es.addEventListener("progress", (e) => {
       const snap = JSON.parse(e.data);
       renderProgress(snap);
+      if (Date.now() - lastLogs > 2000) { lastLogs = Date.now(); loadLogs(); }  // only if open
       const finished = snap.counts.done;
       if (finished !== doneCount) { doneCount = finished; loadResults(1); }
     });
