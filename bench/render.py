@@ -156,6 +156,7 @@ def contact_sheet(avatars: list[tuple[str, Avatar, int]], path: Path, tile: int 
         renderer = MouthRenderer(avatar)
         library = renderer._library  # noqa: SLF001 — to name the frame's own openness target
         rest = float(library.target_for(i)[0]) if library is not None else float(avatar.mouth_features[i, 0])
+        rest = min(max(rest, 0.0), 1.0)
         lm = avatar.landmarks[i]
         span = float(np.linalg.norm(lm[263] - lm[33]))
         cx, cy = lm[[61, 291, 152, 2]].mean(axis=0)
@@ -183,7 +184,7 @@ def record(lines: list[str]) -> None:
     block = SECTION + "\n\n" + "\n".join(lines) + "\n"
     pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
-        text = pattern.sub(lambda _: block.rstrip("\n"), text)
+        text = pattern.sub(lambda _: block.rstrip("\n") + "\n", text)
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text if text.endswith("\n") else text + "\n")

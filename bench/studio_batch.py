@@ -159,11 +159,9 @@ def summarize(out: dict, n: int, seconds: float, side: int, load: float) -> list
         "render (mouth compositing)": sum(_field(x, "render_s") for x in done),
         "encode (H.264 + AAC)": sum(_field(x, "encode_s") for x in done),
     }
-    item_total = sum(_field(x, "seconds") for x in done)
     waited = sum(_field(x, "wait_s") for x in done)
     cold = _cold_start(out["log"])
-    stage["other (loading, thumbnail, commit)"] = max(
-        0.0, item_total - waited - sum(v for k, v in stage.items() if k != "audio features (once)"))
+
     all_lat = sorted(v for vals in out["latencies"].values() for v in vals)
     p = lambda q: all_lat[min(len(all_lat) - 1, int(q * len(all_lat)))] * 1000 if all_lat else float("nan")
     media_s = n * seconds
@@ -186,9 +184,17 @@ def summarize(out: dict, n: int, seconds: float, side: int, load: float) -> list
     ]
     cpu = sum(_field(x, "cpu_s") for x in done + analyze)
     if cpu > 0:
+        frames = n * seconds * 25
+        prep_cpu = sum(_field(x, "prep_cpu_s") for x in done)
+        rest = cpu - prep_cpu
+        share = stage["render (mouth compositing)"] / max(1e-9, stage["render (mouth compositing)"]
+                                                           + stage["encode (H.264 + AAC)"])
         lines.insert(3, f"- CPU time used by the render processes: {cpu:.1f} s; spread over {out['workers']} "
                         f"cores that is **{cpu / out['workers']:.1f} s** ({media_s / (cpu / out['workers']):.2f}x "
                         "real time) -- what the batch takes on an otherwise idle machine, cold start aside")
+        lines.insert(4, f"- CPU per output frame: {1000 * cpu / frames:.1f} ms = avatar preparation "
+                        f"{1000 * prep_cpu / frames:.1f} + render and encode {1000 * rest / frames:.1f} "
+                        f"(about {100 * share:.0f} % render / {100 - 100 * share:.0f} % encode by wall time)")
     total_stage = sum(stage.values()) or 1.0
     lines += [f"| {k} | {v:.1f} | {100 * v / total_stage:.0f} % |" for k, v in stage.items()]
     lines += [

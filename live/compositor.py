@@ -1,9 +1,7 @@
 """Avatar frame + mouth shape → the picture a viewer sees.
 
 The compositor walks the avatar's idle loop (a ping-pong order, so there is no
-seam) and hands each loop frame with its mouth shape to the renderer.  A closed
-mouth on a frame whose own mouth is closed needs no rendering at all, which keeps
-idle sessions nearly free.
+seam) and hands each loop frame with its mouth shape to the renderer.
 """
 
 from __future__ import annotations

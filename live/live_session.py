@@ -32,13 +32,13 @@ from live import mic_jitter
 from live.audio_feed import Clip, FeedConfig
 from live.audio_io import StreamResampler
 from live.config import ServerConfig
-from live.engine_worker import EngineWorker, FrameReady, Interrupted, WorkerDied, WorkerSpec
+from live.engine_worker import EngineWorker, FrameReady, WorkerDied, WorkerSpec
 from live.events import EventHub
 from live.media_clock import MediaClock
 from live.signaling import Offer, answer, negotiate
 from live.speech_queue import SpeechQueue, SpeechRequest
 from live.tracks import AvatarAudioTrack, AvatarVideoTrack
-from live.tts_service import TtsService
+from live.tts_service import TtsError, TtsService
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,6 @@ class LiveSession:
         self.worker = EngineWorker(
             WorkerSpec(avatar_id, config.avatar_dir, config.fps, config.mouth_checkpoint, FeedConfig())
         )
-        self.worker.on_interrupted = self._on_interrupted
         self.video = AvatarVideoTrack(self.clock, on_leave=self._on_frame_leaving)
         self.audio: AvatarAudioTrack | None = AvatarAudioTrack(self.clock)
         self.pc = None
@@ -227,12 +226,15 @@ class LiveSession:
     # -- speech --------------------------------------------------------------
 
     def say(self, text: str, voice: str | None = None, interrupt: bool = False) -> Utterance:
+        """Queue text (raises TtsError for bad input before anything is interrupted)."""
+        self.speech.check(text, voice)
         if interrupt:
             self.interrupt()
-        req = self.speech.say(text, voice)
-        return self._track_utterance(req)
+        return self._track_utterance(self.speech.say(text, voice))
 
     def play_audio(self, samples: np.ndarray, label: str, interrupt: bool = False) -> Utterance:
+        if not len(samples):
+            raise TtsError("audio is empty")
         if interrupt:
             self.interrupt()
         return self._track_utterance(self.speech.play(samples, label))
@@ -276,9 +278,6 @@ class LiveSession:
         u = self._utterances.get(utterance_id)
         if u is not None and u.state == "queued":
             u.state = "done"
-
-    def _on_interrupted(self, msg: Interrupted) -> None:
-        pass  # the session already reported the interrupt when it asked for it
 
     def _forget_done(self) -> None:
         if len(self._utterances) > 200:

@@ -87,13 +87,19 @@ class SpeechQueue:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="speech-queue")
 
-    def say(self, text: str, voice: str | None = None) -> SpeechRequest:
-        """Queue text; raises TtsError at once for an unknown voice or empty text."""
+    def check(self, text: str, voice: str | None = None) -> str:
+        """The cleaned text; raises TtsError for empty text, an unknown voice or a full queue."""
         clean = (text or "").strip()
         if not clean:
             raise TtsError("text is empty")
         self.tts.resolve(voice, clean)   # validate now, so the caller gets a 400, not a later event
-        return self._put(SpeechRequest(f"u{next(_ids)}", clean, voice))
+        if self._queue.qsize() >= self.max_queued:
+            raise TtsError(f"too many queued requests (max {self.max_queued}); interrupt first")
+        return clean
+
+    def say(self, text: str, voice: str | None = None) -> SpeechRequest:
+        """Queue text; raises TtsError at once for an unknown voice or empty text."""
+        return self._put(SpeechRequest(f"u{next(_ids)}", self.check(text, voice), voice))
 
     def play(self, audio: np.ndarray, label: str) -> SpeechRequest:
         if not len(audio):

@@ -44,6 +44,7 @@ BOX_MARGIN = REACH + 0.25  # region around the blend outline (reach + feather ta
 CROP_MARGIN = BOX_MARGIN + 0.35  # library crops also allow for pose differences
 PLAN_CACHE = 512                 # plans are small (a coarse grid and a few curves)
 CROP_CACHE_BYTES = 192 * 2**20   # decoded library mouth regions kept per renderer
+STILL_CACHE_BYTES = 64 * 2**20   # closed-mouth regions of a photo's loop frames (30 kB each at 512²)
 CLOSE_FADE = 0.03                # a library mouth this much too open is closed fully (see openness_to_show)
 
 T = TypeVar("T")
@@ -90,6 +91,7 @@ class MouthRenderer:
         self._landmarks = np.asarray(avatar.landmarks, np.float32)
         self._plans: _Lru[PhotoMouthPlan] = _Lru(PLAN_CACHE)
         self._crops: _Lru[_Crop] = _Lru(CROP_CACHE_BYTES, _crop_bytes)
+        self._still: _Lru[np.ndarray] = _Lru(STILL_CACHE_BYTES, _array_bytes)
         self._palette: MouthPalette | None = None
         self._library = (
             MouthLibrary(avatar.mouth_features, self._landmarks, getattr(avatar, "face_found", None))
@@ -108,7 +110,7 @@ class MouthRenderer:
         i = self._check_index(frame_index)
         key = _shape_key(shape)
         if self._library is None:
-            return self._render_photo(i, shape)
+            return self._render_photo(i, shape, key)
         # The same request twice in a row gets the same library pick, so the pick's
         # own continuity bonus cannot move it on to the next frame.
         if self._last is not None and self._last[:2] == (i, key):
@@ -121,12 +123,18 @@ class MouthRenderer:
 
     # ---------------------------------------------------------------------- photo
 
-    def _render_photo(self, i: int, shape: MouthShape) -> np.ndarray:
+    def _render_photo(self, i: int, shape: MouthShape, key: tuple) -> np.ndarray:
         frame = self.avatar.frame_readonly(i)
         plan = self._plans.get(i, lambda: plan_for(self._landmarks[i], frame.shape[:2]))
-        roi = synthesize(frame, plan, pose_for(shape, plan), self._palette_for(i))
+
+        def make() -> np.ndarray:
+            roi = synthesize(frame, plan, pose_for(shape, plan), self._palette_for(i))
+            return np.empty((0, 0, 3), np.uint8) if roi is None else roi
+        # Silence is the common case (an idle session loops for hours): its closed
+        # mouths are kept per loop frame, so idling costs a copy, not a warp.
+        roi = self._still.get(i, make) if key == _SILENT else make()
         out = frame.copy()
-        if roi is not None:
+        if roi.size:
             x0, y0, x1, y1 = plan.box
             out[y0:y1, x0:x1] = roi
         return out
@@ -237,6 +245,13 @@ def _one(_: object) -> int:
 
 def _crop_bytes(crop: _Crop) -> int:
     return crop.image.nbytes
+
+
+def _array_bytes(a: np.ndarray) -> int:
+    return max(a.nbytes, 1)
+
+
+_SILENT = (0.0, 0.0, 0.0)  # _shape_key of silence: lips together, neutral width and rounding
 
 
 def _shape_key(shape: MouthShape) -> tuple:

@@ -196,6 +196,7 @@ class RenderOutcome:
     height: int
     size: int
     prep_seconds: float
+    prep_cpu_seconds: float
     wait_seconds: float
     render_seconds: float
     encode_seconds: float
@@ -255,6 +256,7 @@ def render(job: RenderJob) -> RenderOutcome:
     except Exception as exc:  # noqa: BLE001 - every failure becomes the item's readable reason
         raise JobFailed(readable_reason(exc, job.video_name)) from None
     t_prep = time.perf_counter() - t0
+    cpu_prep = time.process_time() - c0
     # The batch's audio analysis may still be running in another process.
     track_file = Path(job.track_path)
     while not track_file.exists():
@@ -285,7 +287,7 @@ def render(job: RenderJob) -> RenderOutcome:
     storage.commit(tmp, out)
     return RenderOutcome(
         duration=duration, width=width, height=height, size=out.stat().st_size,
-        prep_seconds=t_prep, wait_seconds=t_wait, render_seconds=stats.render_seconds, encode_seconds=stats.encode_seconds,
+        prep_seconds=t_prep, prep_cpu_seconds=cpu_prep, wait_seconds=t_wait, render_seconds=stats.render_seconds, encode_seconds=stats.encode_seconds,
         wall_seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0,
         avatar_id=info.avatar_id,
         warnings=tuple(info.warnings))

@@ -312,6 +312,7 @@ class WorkerPool:
                            file=item.out_name, seconds=outcome.wall_seconds, prep_s=outcome.prep_seconds,
                            wait_s=outcome.wait_seconds, render_s=outcome.render_seconds,
                            encode_s=outcome.encode_seconds, cpu_s=outcome.cpu_seconds,
+                           prep_cpu_s=outcome.prep_cpu_seconds,
                            avatar=outcome.avatar_id)
             for warning in outcome.warnings:
                 self.log.event("item_warning", batch=batch.id, item=item.id, warning=warning)

@@ -204,7 +204,11 @@ async def test_two_sessions_run_side_by_side(live_server, meter):
             await c.close()
     assert listing["count"] == 2
     assert stats[0]["worker_pid"] != stats[1]["worker_pid"]
+    # Full rate on an idle 2-core machine (bench/live_concurrency.py measures it); the
+    # test only insists that both flow and neither starves, even on a busy machine
+    # (an overloaded server draws every other frame rather than fall behind).
+    assert min(received) >= 0.6 * max(received), received
     for c, s, n in zip(clients, stats, received):
-        assert n >= 0.8 * 25 * elapsed, f"only {n} frames in {elapsed:.1f} s"
+        assert n >= 0.4 * FPS * elapsed, f"only {n} frames in {elapsed:.1f} s"
         scores = np.array([meter.score(v.data) for v in c.video])
         assert scores.max() > np.median(scores) + 5, "no mouth motion"

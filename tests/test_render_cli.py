@@ -46,12 +46,12 @@ def test_render_default_avatar_is_in_sync(tmp_path, speech_wav):
 
 def test_render_onto_a_users_video(tmp_path, speech_wav):
     wav, track = speech_wav
-    video = face_video(tmp_path / "me.mp4", seconds=3.0, size=(320, 320))
+    video = face_video(tmp_path / "me.mp4", seconds=3.0, size=(480, 480))
     out = tmp_path / "me_talking.mp4"
     proc = _run("render", "--audio", str(wav), "--avatar", str(video), "--out", str(out), data_dir=tmp_path / "data")
     assert proc.returncode == 0, proc.stderr
     media = decode_media(out)
-    assert media.frames[0].shape[:2] == (320, 320)
+    assert media.frames[0].shape[:2] == (480, 480)
     figures = sync_figures(out, track.audio)
     assert figures.all_phrases_open and figures.closed_in_silence >= 0.9
 

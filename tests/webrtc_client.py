@@ -267,21 +267,30 @@ class LipstreamClient:
         mapper = getattr(self._receivers[kind], "_RTCRtpReceiver__timestamp_mapper")
         return int(mapper._origin)
 
-    def sender_time(self, kind: str, pts: np.ndarray | int) -> np.ndarray:
+    def sender_time(self, kind: str, pts: np.ndarray | int, window_s: float = 3.0) -> np.ndarray:
         """When the server sent the media at received ``pts`` (its wall clock, via RTCP SR).
 
-        Each sender report maps one RTP timestamp to the wall time its packet left;
-        a packet that left late (a busy moment) would shift everything mapped from
-        its report, so the median mapping over all reports is used.
+        Each sender report maps one RTP timestamp to the wall time its packet left.
+        One packet that left late (a busy moment) would shift everything mapped from
+        its report, so each pts uses the median mapping of the reports within
+        ``window_s`` of it (the mapping itself may move slowly as the server adapts).
         """
         reports = self.reports[kind]
         if not reports:
             raise RuntimeError(f"no RTCP sender report received for {kind} yet")
         rate = 90_000 if kind == "video" else 48_000
         origin = self.rtp_origin(kind)
-        # Wall time of received pts 0 according to each report (unwrapping the 32-bit circle).
-        zero = [sr.ntp_unix - ((sr.rtp - origin + 2**31) % 2**32 - 2**31) / rate for sr in reports]
-        return float(np.median(zero)) + np.asarray(pts, dtype=np.float64) / rate
+        rel = np.array([(sr.rtp - origin + 2**31) % 2**32 - 2**31 for sr in reports], dtype=np.float64) / rate
+        zero = np.array([sr.ntp_unix for sr in reports]) - rel   # wall time of received pts 0, per report
+        order = np.argsort(rel)
+        rel, zero = rel[order], zero[order]
+        local = np.array([np.median(zero[np.abs(rel - r) <= window_s]) for r in rel])
+        t = np.asarray(pts, dtype=np.float64) / rate
+        i = np.clip(np.searchsorted(rel, t), 1, max(1, len(rel) - 1))
+        if len(rel) == 1:
+            return local[0] + t
+        nearest = np.where(np.abs(t - rel[i - 1]) <= np.abs(rel[i] - t), i - 1, i)
+        return local[nearest] + t
 
     def audio_signal(self) -> tuple[np.ndarray, int]:
         """Received audio laid out by pts (gaps as silence): (samples at 48 kHz, pts of sample 0)."""
