@@ -11,11 +11,12 @@ Figures go to BENCHMARKS.md under this script's own section.
 
 from __future__ import annotations
 
+from bench.report import cpu_model, replace_section
+
 import argparse
 import datetime as dt
 import os
 import platform
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ def main() -> None:
     lines = run(args.seconds, args.frames)
     print("\n".join(lines))
     if not args.no_record:
-        record(lines)
+        replace_section(SECTION, lines)
 
 
 def real_speech(seconds: float) -> np.ndarray:
@@ -123,29 +124,6 @@ def encode_rows(tmp: Path, n_frames: int) -> list[tuple[str, str]]:
             rows.append((f"Mp4Writer {w}×{h} H.264 veryfast crf 20 + AAC, {label}",
                          f"{n_frames / t:.0f} fps ({t / n_frames * 1000:.1f} ms/frame)"))
     return rows
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def record(lines: list[str]) -> None:
-    """Replace this script's section of BENCHMARKS.md, leaving the others as they are."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    body = f"{SECTION}\n\n" + "\n".join(lines) + "\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
 
 
 if __name__ == "__main__":

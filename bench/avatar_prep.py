@@ -10,11 +10,12 @@ Figures go to BENCHMARKS.md under this script's own section.
 
 from __future__ import annotations
 
+from bench.report import cpu_model, replace_section
+
 import argparse
 import datetime as dt
 import os
 import platform
-import re
 import shutil
 import tempfile
 import time
@@ -47,7 +48,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print("\n".join(lines))
     if not args.no_record:
-        record(lines)
+        replace_section(SECTION, lines)
 
 
 def run(work: Path, seconds: float) -> list[str]:
@@ -178,29 +179,6 @@ def idle_motion_figure(avatar: Avatar, png: Path) -> None:
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=100)
     plt.close(fig)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def record(lines: list[str]) -> None:
-    """Replace this script's section of BENCHMARKS.md, leaving the others as they are."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    body = f"{SECTION}\n\n" + "\n".join(lines) + "\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
 
 
 if __name__ == "__main__":

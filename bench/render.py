@@ -22,12 +22,11 @@ sheet ``reports/renderer_sheet.png``.
 
 from __future__ import annotations
 
+from bench.report import cpu_model, replace_section
+
 import argparse
 import dataclasses
 import os
-import platform
-import re
-import subprocess
 import sys
 import time
 from datetime import date
@@ -178,26 +177,6 @@ def contact_sheet(avatars: list[tuple[str, Avatar, int]], path: Path, tile: int 
     return path
 
 
-def record(lines: list[str]) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = SECTION + "\n\n" + "\n".join(lines) + "\n"
-    pattern = re.compile(re.escape(SECTION) + r"\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block.rstrip("\n") + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text if text.endswith("\n") else text + "\n")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-
-
 def prepared_video(cache: Path, name: str, size: tuple[int, int], seconds: float, **kwargs) -> Avatar:
     src = cache / name
     if not src.exists():
@@ -247,7 +226,7 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if not args.no_record:
-        record(lines)
+        replace_section(SECTION, lines)
     video = rows[1][1]
     sheet = contact_sheet([
         ("photo", photo, 0),

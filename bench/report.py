@@ -22,24 +22,34 @@ _PREAMBLE = (
 )
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.machine()}"
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    return (f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()}")
+
+
+def replace_section(header: str, lines: list[str], path: Path = BENCHMARKS) -> None:
+    """Replace (or append) the section starting with the line ``header`` by ``header`` + ``lines``."""
+    body = "\n".join([header, "", *lines]).rstrip("\n") + "\n\n"
+    text = path.read_text() if path.exists() else _PREAMBLE
+    pattern = re.compile(rf"^{re.escape(header)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: body, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    path.write_text(text.rstrip("\n") + "\n")
 
 
 def record(script: str, lines: list[str], path: Path = BENCHMARKS) -> None:
-    """Replace (or append) the section for ``script`` with ``lines``."""
-    header = f"## {script}"
+    """Replace the section for ``script``, stamped with the date and this machine."""
     stamp = f"_Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} on {machine()}._"
-    body = "\n".join([header, "", stamp, "", *lines, ""]) + "\n"
-    text = path.read_text() if path.exists() else _PREAMBLE
-    pattern = re.compile(rf"^{re.escape(header)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _m: body, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    replace_section(f"## {script}", [stamp, "", *lines], path)

@@ -9,14 +9,14 @@ Prints a table and updates the ``bench/tts_speed.py`` section of BENCHMARKS.md.
 
 from __future__ import annotations
 
+from bench.report import cpu_model, replace_section
+
 import argparse
 import os
 import platform
-import re
 import statistics
 import time
 from datetime import date
-from pathlib import Path
 
 FIRST_SENTENCE = "Hello! How can I help you today?"
 PARAGRAPH = (
@@ -25,16 +25,6 @@ PARAGRAPH = (
     "that suit you best, and I will check whether the doctor is available."
 )
 SECTION = "## bench/tts_speed.py"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _median_time(fn, repeats: int) -> tuple[float, object]:
@@ -77,23 +67,15 @@ def bench_engine(rows: list[tuple[str, str]], name: str, voice: str) -> None:
     rows.append((f"{name} {voice}: paragraph {utt.duration:.1f} s, aligned", f"{t:.3f} s ({utt.duration / t:.0f}x real time)"))
 
 
-def write_section(rows: list[tuple[str, str]], path: Path = Path("BENCHMARKS.md")) -> None:
-    body = [
-        SECTION,
-        "",
-        f"Machine: {os.cpu_count()} × {_cpu_model()}, Python {platform.python_version()}; {date.today().isoformat()}. "
+def write_section(rows: list[tuple[str, str]]) -> None:
+    replace_section(SECTION, [
+        f"Machine: {os.cpu_count()} × {cpu_model()}, Python {platform.python_version()}; {date.today().isoformat()}. "
         "Shared machine: compare rows of one run.",
         "",
         "| what | time |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in rows],
-        "",
-    ]
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = "\n".join(body) + "\n"
-    text = pattern.sub(lambda _: new, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + new
-    path.write_text(text)
+    ])
 
 
 def main() -> None:
