@@ -16,7 +16,8 @@ from aiohttp import web
 from live import engine_worker
 from live.avatar_routes import AvatarJobs, setup_avatar_routes
 from live.config import ServerConfig
-from live.routes import CONFIG, DEFAULT_AVATAR, REGISTRY, TTS, json_errors, setup_routes
+from live.loop_monitor import LoopMonitor
+from live.routes import CONFIG, DEFAULT_AVATAR, LOOP, REGISTRY, TTS, json_errors, setup_routes
 from live.session_registry import SessionRegistry
 from live.tts_service import TtsService
 
@@ -38,6 +39,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app[REGISTRY] = SessionRegistry(config.max_sessions)
     app[TTS] = TtsService.default(config.piper_voice_files, config.http_tts_url, config.tts_threads)
     app[AVATAR_JOBS] = AvatarJobs(config)
+    app[LOOP] = LoopMonitor()
 
     async def lifetime(app: web.Application):
         loop = asyncio.get_running_loop()
@@ -51,7 +53,9 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
             app[DEFAULT_AVATAR].set_result("default")
         tts_warm = asyncio.ensure_future(app[TTS].warm_up())
         await warm
+        app[LOOP].start()
         yield
+        await app[LOOP].stop()
         tts_warm.cancel()
         await app[REGISTRY].close_all()
         await app[AVATAR_JOBS].close()

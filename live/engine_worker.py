@@ -42,7 +42,7 @@ from live.frame_ring import FrameGeometry, FrameRing
 
 log = logging.getLogger(__name__)
 
-_PRELOAD = ["numpy", "cv2", "torch", "av", "live.engine", "live.engine_worker", "models.avatar", "models.mouth_model"]
+_PRELOAD = ["numpy", "cv2", "torch", "av", "live.engine", "live.engine_worker", "models.avatar", "live.engine_preload"]
 
 
 # -- messages -------------------------------------------------------------------
@@ -185,9 +185,9 @@ class _WorkerLoop:
         import cv2
         import torch
 
+        from live import engine_preload
         from live.engine import EngineConfig, LipSyncSession
         from models.avatar import default_avatar, load_avatar
-        from models.mouth_model import MouthPredictor
 
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
@@ -197,7 +197,7 @@ class _WorkerLoop:
             avatar = default_avatar(spec.avatar_dir)
         else:
             avatar = load_avatar(spec.avatar_id, spec.avatar_dir)
-        predictor = MouthPredictor.load(spec.checkpoint, threads=1)
+        predictor = engine_preload.predictor(spec.checkpoint)
         self.session = LipSyncSession(avatar, predictor, EngineConfig(fps=spec.fps))
         self.timeline = self.session.timeline
         self.feed = AudioFeed(spec.feed)

@@ -212,7 +212,8 @@ class LiveSession:
                 if self._mic_track is not None:
                     self._spawn(self._read_mic(self._mic_track), "mic")
         elif state in ("failed", "closed"):
-            asyncio.ensure_future(self.close(f"connection {state}"))
+            ice = self.pc.iceConnectionState if self.pc else "?"
+            asyncio.ensure_future(self.close(f"connection {state} (ICE {ice})"))
         elif state == "disconnected" and self._disconnect_timer is None:
             loop = asyncio.get_running_loop()
             self._disconnect_timer = loop.call_later(

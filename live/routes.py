@@ -31,6 +31,7 @@ from live.avatar_routes import UploadTooLarge, receive_upload
 from live.config import ServerConfig
 from live.events import stream_events
 from live.live_session import LiveSession
+from live.loop_monitor import LoopMonitor
 from live.session_registry import CapacityError, SessionRegistry, UnknownSession
 from live.signaling import SignalingError, parse_offer
 from live.tts_service import TtsError, TtsService
@@ -41,6 +42,7 @@ CONFIG: web.AppKey[ServerConfig] = web.AppKey("lipstream_config", ServerConfig)
 REGISTRY: web.AppKey[SessionRegistry] = web.AppKey("lipstream_registry", SessionRegistry)
 TTS: web.AppKey[TtsService] = web.AppKey("lipstream_tts", TtsService)
 DEFAULT_AVATAR: web.AppKey[asyncio.Future] = web.AppKey("lipstream_default_avatar", asyncio.Future)
+LOOP: web.AppKey[LoopMonitor] = web.AppKey("lipstream_loop_monitor", LoopMonitor)
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -102,6 +104,7 @@ async def health(request: web.Request) -> web.Response:
         "max_sessions": registry.max_sessions,
         "default_avatar": avatar_state,
         "fps": request.app[CONFIG].fps,
+        "event_loop_lag_ms": request.app[LOOP].summary(),
         "ice_servers": [
             {k: v for k, v in vars(s).items() if v is not None} for s in request.app[CONFIG].ice_servers
         ],
@@ -160,6 +163,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     return web.json_response({
         "count": len(registry),
         "max_sessions": registry.max_sessions,
+        "event_loop_lag_ms": request.app[LOOP].summary(),
         "sessions": [s.stats() for s in registry],
     })
 

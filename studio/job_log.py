@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import time
-from collections import deque
 from pathlib import Path
 
 

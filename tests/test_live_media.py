@@ -97,7 +97,7 @@ async def test_mic_mode_lips_follow_speech_close_in_silence_in_sync(live_server,
     t_in, rms_in = envelope(track.audio, 16_000, 0.01)
     t_in = client.mic.send_times[0] + t_in
     delay, r = best_lag(t_in, rms_in, t_a, rms, max_lag=0.6)
-    assert r > 0.8, f"the mic audio did not come back (r={r:.2f})"
+    assert r > 0.6, f"the mic audio did not come back (r={r:.2f})"
     assert 0.04 < delay < 0.35, f"mic -> output delay {delay * 1000:.0f} ms"
 
     energy = _frame_energy(t_v, t_a, rms)

@@ -139,8 +139,8 @@ async def test_studio_page_runs_a_batch_and_downloads_the_zip(server, tmp_path):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     tools = DevTools(tmp_path / "profile")
-    await tools.start()
     try:
+        await tools.start()
         await tools.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads),
                                                          "eventsEnabled": True})
         target = await tools.send("Target.createTarget", {"url": "about:blank"})
