@@ -4,14 +4,15 @@ Features, the mouth model and the renderer are CPU work; on the server's event
 loop they would stall every other session (and the GIL would serialise them even
 in threads).  So each session gets one worker process that loads its avatar and
 the model once and then answers "render frame i" requests from the session's
-frame pump.  Audio goes in as small messages; frames come back through a
-shared-memory ring (``live.frame_ring``), audio and timings in the message.
+frame pump.  Audio goes in as small messages; each frame comes back already
+encoded (``live.video_encoder``: a few kB of VP8 instead of 384 kB of pixels),
+with its audio and timings, so the server process only does networking.
 
 Protocol (pickled dataclasses over a socket pair, framed like
-``multiprocessing.connection``): the worker answers ``Hello`` with ``Ready`` (or
-``Failed``), then each ``RenderRequest`` with a ``FrameReady`` (in order, each at
-its time), and ``Interrupt`` with ``Interrupted``; ``MicAudio`` and ``ClipAudio``
-are fire-and-forget.
+``multiprocessing.connection``): the worker starts with ``Ready`` (or
+``Failed``), then answers each ``RenderRequest`` with a ``FrameReady`` (in
+order, each at its time) and ``Interrupt`` with ``Interrupted``; ``MicAudio``,
+``ClipAudio``, ``KeyframeRequest`` and ``BitrateHint`` are fire-and-forget.
 
 Processes come from a ``forkserver`` that has already imported torch, numpy and
 the engine, so a new session's worker is up in tens of milliseconds instead of
@@ -34,11 +35,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import av
 import numpy as np
 
 from live.audio_feed import AudioFeed, Clip, FeedConfig, Marker
-from live.frame_ring import FrameGeometry, FrameRing
+from live.video_encoder import VideoEncoder
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class WorkerSpec:
     fps: float = 25.0
     checkpoint: Path | None = None
     feed: FeedConfig = field(default_factory=FeedConfig)
+    video_codec: str = "vp8"          # what the peer negotiated: vp8 or h264
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,13 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class AttachRing:
-    path: str
-    geometry: FrameGeometry
+class KeyframeRequest:
+    pass                  # the viewer lost a picture (PLI): send a full frame next
+
+
+@dataclass(frozen=True)
+class BitrateHint:
+    bitrate: int          # the receiver's bandwidth estimate (REMB), bits per second
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,8 @@ class FrameTimings:
     features_ms: float    # mel + voice activity on the pushed audio
     model_ms: float       # mouth network
     render_ms: float      # mouth renderer + compositor
-    convert_ms: float     # BGR -> I420 into shared memory
+    convert_ms: float     # BGR -> I420
+    encode_ms: float      # VP8 / H.264
     waited_ms: float      # waiting for late microphone audio
     cpu_ms: float         # process CPU time spent on this frame
 
@@ -121,6 +127,8 @@ class FrameReady:
     index: int
     epoch: int
     has_image: bool                         # False when skipped to catch up (no new picture)
+    video: bytes                            # the encoded picture (empty: nothing to send)
+    keyframe: bool
     audio: np.ndarray                       # int16, this frame's samples
     openness: float
     speaking: bool
@@ -204,8 +212,8 @@ class _WorkerLoop:
         self.model_timer = _Timer(predictor, "predict_arrays")
         self.render_timer = _Timer(self.session.compositor, "compose", skippable=True)
         self.width, self.height = avatar.info.width, avatar.info.height
+        self.encoder = VideoEncoder(spec.video_codec, self.width, self.height, spec.fps)
         self.load_s = time.perf_counter() - t0
-        self.ring: FrameRing | None = None
         self.requests: deque[RenderRequest] = deque()
         self.epoch = 0
         self.real_end = 0                      # stream position after the last real (not padded) sample
@@ -266,9 +274,10 @@ class _WorkerLoop:
             self.requests.append(msg)
         elif isinstance(msg, Interrupt):
             self.conn.send(self._interrupt(msg.epoch))
-        elif isinstance(msg, AttachRing):
-            self.ring = FrameRing.attach(Path(msg.path), msg.geometry)
-            self.conn.send(Ready(self.width, self.height, self.timeline.fps, self.load_s))
+        elif isinstance(msg, KeyframeRequest):
+            self.encoder.request_keyframe()
+        elif isinstance(msg, BitrateHint):
+            self.encoder.set_bitrate(msg.bitrate)
         else:
             raise TypeError(f"unexpected message {type(msg).__name__}")
 
@@ -286,6 +295,9 @@ class _WorkerLoop:
             self.session.interrupt()
             self.feed.rewind(cut)
         self.feed.add_clip(clip)
+
+    def _video_pts(self, index: int) -> int:
+        return int(round(index * 90_000 / self.timeline.fps))
 
     def _interrupt(self, epoch: int) -> Interrupted:
         self.epoch = epoch
@@ -331,10 +343,14 @@ class _WorkerLoop:
         finally:
             self.render_timer.skip = False
         assert frame is not None
-        t0 = time.perf_counter()
-        if self.ring is not None and req.image:
-            self._cv2.cvtColor(frame.image, self._cv2.COLOR_BGR2YUV_I420, dst=self.ring.slot(index))
-        convert_ms = (time.perf_counter() - t0) * 1000.0
+        video, keyframe, convert_ms, encode_ms = b"", False, 0.0, 0.0
+        if req.image:
+            t0 = time.perf_counter()
+            i420 = self._cv2.cvtColor(frame.image, self._cv2.COLOR_BGR2YUV_I420)
+            t1 = time.perf_counter()
+            keyframe = self.encoder.will_send_keyframe
+            video = self.encoder.encode(i420, self._video_pts(index))
+            convert_ms, encode_ms = (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
 
         end = self.timeline.frame_start_sample(index + 1)
         markers = tuple(m for m in self.pending_markers if m.position < end)
@@ -348,6 +364,8 @@ class _WorkerLoop:
             index=index,
             epoch=self.epoch,
             has_image=req.image,
+            video=video,
+            keyframe=keyframe,
             audio=frame.audio,
             openness=frame.shape.openness,
             speaking=frame.speaking,
@@ -362,6 +380,7 @@ class _WorkerLoop:
                 model_ms=self.model_timer.take(),
                 render_ms=self.render_timer.take(),
                 convert_ms=convert_ms,
+                encode_ms=encode_ms,
                 waited_ms=waited * 1000.0,
                 cpu_ms=(time.process_time() - cpu0) * 1000.0,
             ),
@@ -421,7 +440,6 @@ class EngineWorker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.process: mp.process.BaseProcess | None = None
-        self.ring: FrameRing | None = None
         self.ready: Ready | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -453,15 +471,9 @@ class EngineWorker:
         if isinstance(reply, Failed):
             await self.stop()
             raise WorkerDied(reply.error)
-        assert isinstance(reply, Ready)
-        geometry = FrameGeometry(reply.width, reply.height)
-        self.ring = FrameRing.create(geometry)
-        self._send(AttachRing(str(self.ring.path), geometry))
-        reply = await asyncio.wait_for(self._next_reply(), timeout)
-        self.ring.unlink()  # both sides have it mapped; nothing to leak if either dies
         if not isinstance(reply, Ready):
             await self.stop()
-            raise WorkerDied(f"worker did not attach its frame ring: {reply}")
+            raise WorkerDied(f"unexpected first message from the worker: {reply}")
         self.ready = reply
         return reply
 
@@ -472,6 +484,12 @@ class EngineWorker:
 
     def send_clip(self, clip: Clip) -> None:
         self._send(ClipAudio(clip))
+
+    def request_keyframe(self) -> None:
+        self._send(KeyframeRequest())
+
+    def hint_bitrate(self, bitrate: int) -> None:
+        self._send(BitrateHint(int(bitrate)))
 
     # -- request/reply -------------------------------------------------------
 
@@ -491,11 +509,6 @@ class EngineWorker:
         """Tell the worker to flush; it acknowledges through ``on_interrupted``."""
         self._send(Interrupt(epoch))
 
-    def video_frame(self, index: int) -> av.VideoFrame:
-        """The rendered frame ``index`` from shared memory, as an I420 VideoFrame (copied)."""
-        assert self.ring is not None
-        return av.VideoFrame.from_ndarray(self.ring.slot(index), format="yuv420p")
-
     async def stop(self, timeout: float = 3.0) -> None:
         """End the worker process and release everything (idempotent)."""
         if self._writer is not None and self._dead is None:
@@ -513,10 +526,6 @@ class EngineWorker:
         if self._read_task is not None:
             self._read_task.cancel()
             self._read_task = None
-        if self.ring is not None:
-            self.ring.unlink()
-            self.ring.close()
-            self.ring = None
 
     async def _wait_exit(self, timeout: float) -> None:
         assert self.process is not None

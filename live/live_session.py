@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -110,10 +111,8 @@ class LiveSession:
         self.clock = MediaClock(config.fps)
         self.events = EventHub()
         self.speech = SpeechQueue(tts, self._send_clip, self._on_speech_error)
-        self.worker = EngineWorker(
-            WorkerSpec(avatar_id, config.avatar_dir, config.fps, config.mouth_checkpoint, FeedConfig())
-        )
-        self.video = AvatarVideoTrack(self.clock, on_leave=self._on_frame_leaving)
+        self.worker: EngineWorker | None = None   # started once the video codec is negotiated
+        self.video = AvatarVideoTrack(self.clock, on_leave=self._on_frame_leaving, on_overflow=self._request_keyframe)
         self.audio: AvatarAudioTrack | None = AvatarAudioTrack(self.clock)
         self.pc = None
         self.epoch = 0
@@ -138,6 +137,7 @@ class LiveSession:
         self.skipped_frames = 0
         self.mic_chunks = 0
         self._speaking = False
+        self._bitrate_hint: int | None = None
 
     # -- life cycle ----------------------------------------------------------
 
@@ -149,7 +149,13 @@ class LiveSession:
             self.pc.on("connectionstatechange", self._on_connection_state)
             if neg.mic_expected and neg.audio_transceiver is not None:
                 mic_jitter.install(neg.audio_transceiver.receiver)
+            self.worker = EngineWorker(WorkerSpec(
+                self.avatar_id, self.config.avatar_dir, self.config.fps, self.config.mouth_checkpoint,
+                FeedConfig(), neg.video_codec,
+            ))
             await self.worker.start()
+            self._video_sender = neg.video.sender
+            _on_keyframe_request(neg.video.sender, self._request_keyframe)
             neg.video.sender.replaceTrack(self.video)
             if neg.audio is not None:
                 neg.audio.sender.replaceTrack(self.audio)
@@ -186,7 +192,8 @@ class LiveSession:
                 await asyncio.wait_for(self.pc.close(), 5.0)
             except (asyncio.TimeoutError, Exception):
                 log.warning("session %s: peer connection did not close cleanly", self.id)
-        await self.worker.stop()
+        if self.worker is not None:
+            await self.worker.stop()
         for u in self._utterances.values():
             if u.state == "speaking":
                 self.events.publish("speech_end", utterance_id=u.id, text=u.text, interrupted=True)
@@ -246,7 +253,7 @@ class LiveSession:
         self.epoch += 1
         dropped = self.speech.interrupt()
         silenced = self.audio.silence_pending() if self.audio is not None else 0
-        if self.worker.alive:
+        if self.worker is not None and self.worker.alive:
             try:
                 self.worker.send_interrupt(self.epoch)
             except WorkerDied:
@@ -271,8 +278,12 @@ class LiveSession:
         return u
 
     def _send_clip(self, clip: Clip) -> None:
-        if not self.closed and self.worker.alive:
+        if not self.closed and self.worker is not None and self.worker.alive:
             self.worker.send_clip(clip)
+
+    def _request_keyframe(self) -> None:
+        if not self.closed and self.worker is not None and self.worker.alive:
+            self.worker.request_keyframe()
 
     def _on_speech_error(self, utterance_id: str, message: str) -> None:
         self.events.publish("error", utterance_id=utterance_id, message=message)
@@ -332,14 +343,14 @@ class LiveSession:
         audio = np.zeros_like(frame.audio) if stale else frame.audio
         if stale:
             frame = _without_markers(frame)
-        if frame.has_image:
-            self.video.put(frame.index, self.worker.video_frame(frame.index))
+        if frame.has_image and frame.video:
+            self.video.put(frame.index, av.Packet(frame.video))
         if self.audio is not None:
             self.audio.put(frame.index, audio)
         self._pending.append(frame)
         self._last = frame
         t = frame.timings
-        for name in ("features_ms", "model_ms", "render_ms", "convert_ms", "waited_ms", "cpu_ms"):
+        for name in ("features_ms", "model_ms", "render_ms", "convert_ms", "encode_ms", "waited_ms", "cpu_ms"):
             self._timings.setdefault(name, _Window()).add(getattr(t, name))
 
     def _on_frame_leaving(self, index: int, now: float) -> None:
@@ -409,9 +420,19 @@ class LiveSession:
                     await self.close("idle timeout")
                     return
                 if self.clock.started:
+                    self._follow_bandwidth()
                     self.events.publish("stats", **self.stats())
         except asyncio.CancelledError:
             pass
+
+    def _follow_bandwidth(self) -> None:
+        """Pass the receiver's bandwidth estimate (REMB, which aiortc hands to its
+        packetiser) on to the worker's encoder."""
+        target = getattr(getattr(self, "_video_sender", None), "_RTCRtpSender__encoder", None)
+        bitrate = getattr(target, "target_bitrate", None)
+        if bitrate and bitrate != self._bitrate_hint and self.worker is not None and self.worker.alive:
+            self._bitrate_hint = bitrate
+            self.worker.hint_bitrate(bitrate)
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -447,9 +468,27 @@ class LiveSession:
             "queued_speech": self.speech.queued,
             "tts_first_sentence_ms": _r(float(np.median(self.speech.synthesis_s)) * 1000.0 if self.speech.synthesis_s else None),
             "timings_ms": timings,
-            "worker_pid": self.worker.pid,
+            "worker_pid": self.worker.pid if self.worker else None,
+            "video_codec": self.worker.spec.video_codec if self.worker else None,
             "uptime_s": round(time.time() - self.created, 1),
         }
+
+
+def _on_keyframe_request(sender, callback) -> None:
+    """Forward the viewer's picture-loss requests (PLI/FIR) to the worker's encoder.
+
+    aiortc handles them by flagging its own encoder, which frames that arrive
+    already encoded never pass through."""
+    original = getattr(sender, "_send_keyframe", None)
+    if original is None:
+        log.warning("aiortc internals changed: keyframe requests will not reach the encoder")
+        return
+
+    def send_keyframe() -> None:
+        original()
+        callback()
+
+    sender._send_keyframe = send_keyframe
 
 
 def _without_markers(frame: FrameReady) -> FrameReady:

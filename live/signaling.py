@@ -48,6 +48,7 @@ class Negotiated:
     audio: RTCRtpTransceiver | None        # None: the client can't receive audio
     mic_expected: bool                     # the client sends a microphone track
     audio_transceiver: RTCRtpTransceiver | None = None   # the audio m-line, whatever its direction
+    video_codec: str = "vp8"                             # what the worker must encode: vp8 or h264
 
 
 def parse_offer(body: Any) -> Offer:
@@ -125,7 +126,20 @@ async def negotiate(
     mic = audio is not None and audio._offerDirection in ("recvonly", "sendrecv")
     if audio is not None and receives(audio):
         audio.direction = "sendrecv"
-    return Negotiated(pc, video, audio if audio is not None and receives(audio) else None, mic, audio)
+    codec = _negotiated_video_codec(video)
+    if codec is None:
+        await pc.close()
+        raise SignalingError("the offer supports neither VP8 nor H.264 video")
+    return Negotiated(pc, video, audio if audio is not None and receives(audio) else None, mic, audio, codec)
+
+
+def _negotiated_video_codec(video: RTCRtpTransceiver) -> str | None:
+    """The codec aiortc will send with (the first common one, our preference first)."""
+    for codec in getattr(video, "_codecs", []):
+        name = codec.mimeType.split("/", 1)[-1].lower()
+        if name in ("vp8", "h264"):
+            return name
+    return None
 
 
 async def answer(pc: RTCPeerConnection) -> RTCSessionDescription:

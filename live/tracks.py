@@ -35,31 +35,42 @@ OUT_FACTOR = 3
 OUT_RATE = SAMPLE_RATE * OUT_FACTOR  # 48 kHz: what Opus encodes without resampling (and delaying) it
 OUT_TIME_BASE = Fraction(1, OUT_RATE)
 AUDIO_PIECE = OUT_RATE // 50         # 20 ms
-MAX_VIDEO_QUEUE = 3                 # frames waiting for a slow encoder before the oldest is dropped
+MAX_VIDEO_QUEUE = 25                # 1 s of encoded frames waiting for a stuck sender
 
 
 class AvatarVideoTrack(MediaStreamTrack):
+    """Frames arrive already encoded (by the session's worker); aiortc only packetises them."""
+
     kind = "video"
 
-    def __init__(self, clock: MediaClock, on_leave: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        clock: MediaClock,
+        on_leave: Callable[[int, float], None] | None = None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.clock = clock
         self.on_leave = on_leave          # (frame index, monotonic time) as aiortc takes the frame
+        self.on_overflow = on_overflow    # frames were dropped: the next one must be a keyframe
         self.frames_sent = 0
         self.frames_dropped = 0
-        self._queue: deque[tuple[int, av.VideoFrame]] = deque()
+        self._queue: deque[tuple[int, av.Packet | av.VideoFrame]] = deque()
         self._ready = asyncio.Event()
 
-    def put(self, index: int, frame: av.VideoFrame) -> None:
+    def put(self, index: int, frame: av.Packet | av.VideoFrame) -> None:
         frame.pts = self.clock.video_pts(index)
         frame.time_base = VIDEO_TIME_BASE
         self._queue.append((index, frame))
-        while len(self._queue) > MAX_VIDEO_QUEUE:
-            self._queue.popleft()
-            self.frames_dropped += 1
+        if len(self._queue) > MAX_VIDEO_QUEUE:
+            # Encoded frames depend on each other: drop them all and restart from a keyframe.
+            self.frames_dropped += len(self._queue)
+            self._queue.clear()
+            if self.on_overflow is not None:
+                self.on_overflow()
         self._ready.set()
 
-    async def recv(self) -> av.VideoFrame:
+    async def recv(self) -> av.Packet | av.VideoFrame:
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
