@@ -38,7 +38,9 @@ def _resolve_avatar(ref: str | None, data_dir: Path):
     if ref is None or ref == "default":
         return default_avatar(cache)
     path = Path(ref)
-    if path.exists():
+    if not path.is_file() and ("/" in ref or path.suffix):
+        raise FileNotFoundError(f"avatar file not found: {ref}")
+    if path.is_file():
         with tqdm(total=100, desc=f"preparing {path.name}", unit="%") as bar:
             def progress(fraction: float) -> None:
                 bar.update(int(fraction * 100) - bar.n)

@@ -14,134 +14,89 @@ default avatar's 512×512, 25 fps.  Figures:
   same media in this process, features/model/render from the workers' own
   timers.
 
-The viewers run on the same two cores.  So that they don't eat the CPU being
-measured, they count video frames as they arrive (RTP reassembled, not decoded --
-the test suite's viewers decode and check every frame); audio is decoded.  Their
-CPU is reported too; a real deployment has them elsewhere.
+The viewers (``bench/live_viewer.py``, one process each) run on the same two
+cores.  So that they don't eat the CPU being measured, they count video frames as
+they arrive (RTP reassembled, not decoded -- the test suite's viewers decode and
+check every frame).  Their CPU is reported too; a real deployment has them
+elsewhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import resource
+import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
-from bench.live_common import ServerProcess, cpu_seconds, load_average
+from bench.live_common import ROOT, ServerProcess, cpu_seconds, load_average
 from bench.report import record
-from bench.speech import long_speech
 from tests.webrtc_client import LipstreamClient
 
 FPS = 25.0
 
 
-def _own_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+async def _viewer(url: str, seconds: float, offset_s: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.live_viewer", url, "--seconds", str(seconds), "--offset-s", str(offset_s),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
-def codec_costs(n: int = 100) -> dict[str, float]:
-    """ms per item: VP8 encode of a 512x512 frame, Opus encode/decode of 20 ms, mic resampling."""
-    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
-    from aiortc.codecs.vpx import Vp8Encoder
-    from aiortc.jitterbuffer import JitterFrame
-
-    from live.audio_io import StreamResampler
-    from models.avatar import default_avatar
-
-    avatar = default_avatar(Path(tempfile.gettempdir()) / "lipstream-bench-avatars")
-    frames = [avatar.frame(int(i)) for i in avatar.loop_order[:n]]
-    enc = Vp8Encoder()
-    vf = [av.VideoFrame.from_ndarray(f, format="bgr24").reformat(format="yuv420p") for f in frames]
-    for k, f in enumerate(vf):
-        f.pts, f.time_base = k * 3600, Fraction(1, 90_000)
-    t0 = time.perf_counter()
-    for f in vf:
-        enc.encode(f)
-    vp8 = (time.perf_counter() - t0) / len(vf) * 1000
-
-    speech = long_speech(4.0)
-    pcm48 = np.repeat(speech, 3)
-    opus_enc, opus_dec, resampler = OpusEncoder(), OpusDecoder(), StreamResampler()
-    packets, t_enc = [], 0.0
-    for k in range(len(pcm48) // 960):
-        chunk = (pcm48[k * 960 : (k + 1) * 960] * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
-        frame.sample_rate, frame.pts = 48_000, k * 960
-        t0 = time.perf_counter()
-        payloads, ts = opus_enc.encode(frame)
-        t_enc += time.perf_counter() - t0
-        packets += [(p, ts) for p in payloads]
-    t0 = time.perf_counter()
-    decoded = [opus_dec.decode(JitterFrame(p, ts)) for p, ts in packets]
-    t_dec = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for frames_ in decoded:
-        for f in frames_:
-            resampler.push(f)
-    t_res = time.perf_counter() - t0
-    n_pk = max(1, len(packets))
-    return {"vp8_encode": vp8, "opus_encode": t_enc / n_pk * 1000, "opus_decode": t_dec / n_pk * 1000,
-            "resample": t_res / n_pk * 1000}
-
-
-class _CountingVideoDecoder:
-    """Stands in for VP8 decoding in the benchmark's viewers: one tiny frame per encoded frame."""
-
-    def decode(self, encoded_frame) -> list[av.VideoFrame]:
-        frame = av.VideoFrame(16, 16, "yuv420p")
-        frame.pts = encoded_frame.timestamp
-        frame.time_base = Fraction(1, 90_000)
-        return [frame]
-
-
-def _count_video_instead_of_decoding() -> None:
-    import aiortc.rtcrtpreceiver as receiver
-
-    real = receiver.get_decoder
-    receiver.get_decoder = lambda codec: _CountingVideoDecoder() if codec.mimeType.startswith("video/") else real(codec)
+async def _line(proc: asyncio.subprocess.Process, timeout: float) -> dict:
+    assert proc.stdout is not None
+    raw = await asyncio.wait_for(proc.stdout.readline(), timeout)
+    if not raw:
+        raise RuntimeError("a viewer exited early")
+    return json.loads(raw)
 
 
 async def run(url: str, server_pid: int, n: int, seconds: float) -> dict:
-    _count_video_instead_of_decoding()
-    speech = long_speech(seconds + 10)
-    clients = [LipstreamClient(url, frame_fn=lambda f: None) for _ in range(n)]
-    for k, c in enumerate(clients):
-        # Different starting points, so the sessions don't speak in unison.
-        await c.connect(mic=np.roll(speech, k * 16_000 * 3))
-    await asyncio.sleep(3.0)  # settle
-    stats0 = [await c.stats() for c in clients]
-    pids = [s["worker_pid"] for s in stats0]
-    cpu0 = [cpu_seconds(p) for p in pids]
-    srv0, own0 = cpu_seconds(server_pid), _own_cpu()
-    counts0 = [len(c.video) for c in clients]
+    settle = 3.0
+    viewers = []
+    for k in range(n):
+        # Different starting points in the speech, so the sessions don't speak in unison.
+        viewers.append(await _viewer(url, seconds + settle, offset_s=3.0 * k))
+        await _line(viewers[-1], 60)                       # connected
+    http = LipstreamClient(url)                            # for API calls only
+    http.http = __import__("aiohttp").ClientSession()
+    await asyncio.sleep(settle)
+    _, listing0 = await http.request("GET", "/sessions")
+    stats0 = {s["session_id"]: s for s in listing0["sessions"]}
+    pids = {sid: s["worker_pid"] for sid, s in stats0.items()}
+    cpu0 = {sid: cpu_seconds(pid) for sid, pid in pids.items()}
+    srv0, own0 = cpu_seconds(server_pid), sum(cpu_seconds(v.pid) for v in viewers)
+    sent0 = {sid: s["frames_sent"] for sid, s in stats0.items()}
     t0 = time.monotonic()
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds - 1.0)
     wall = time.monotonic() - t0
-    counts1 = [len(c.video) for c in clients]
-    cpu1 = [cpu_seconds(p) for p in pids]
-    srv1, own1 = cpu_seconds(server_pid), _own_cpu()
-    stats1 = [await c.stats() for c in clients]
-    _, listing = await clients[0].request("GET", "/sessions")
-    for c in clients:
-        await c.close()
+    cpu1 = {sid: cpu_seconds(pid) for sid, pid in pids.items()}
+    srv1, own1 = cpu_seconds(server_pid), sum(cpu_seconds(v.pid) for v in viewers)
+    _, listing1 = await http.request("GET", "/sessions")
+    stats1 = {s["session_id"]: s for s in listing1["sessions"]}
+    received = [await _line(v, 60) for v in viewers]
+    for v in viewers:
+        await v.wait()
+    await http.http.close()
+    ids = [sid for sid in stats0 if sid in stats1]
     return {
         "wall": wall,
-        "fps": [(b - a) / wall for a, b in zip(counts0, counts1)],
-        "worker_cpu": [(b - a) / wall for a, b in zip(cpu0, cpu1)],
+        "sessions": len(stats0),
+        "survived": len(ids),
+        "fps_received": [r["frames"] / r["seconds"] for r in received],
+        "fps_sent": [(stats1[sid]["frames_sent"] - sent0[sid]) / wall for sid in ids],
+        "worker_cpu": [(cpu1[sid] - cpu0[sid]) / wall for sid in ids],
         "server_cpu": (srv1 - srv0) / wall,
         "client_cpu": (own1 - own0) / wall,
-        "late": [b["late_frames"] - a["late_frames"] for a, b in zip(stats0, stats1)],
-        "skipped": [b["skipped_frames"] - a["skipped_frames"] for a, b in zip(stats0, stats1)],
-        "stats": stats1,
-        "loop_lag": listing.get("event_loop_lag_ms"),
+        "late": [stats1[sid]["late_frames"] - stats0[sid]["late_frames"] for sid in ids],
+        "skipped": [stats1[sid]["skipped_frames"] - stats0[sid]["skipped_frames"] for sid in ids],
+        "stats": [stats1[sid] for sid in ids],
+        "loop_lag": listing1.get("event_loop_lag_ms"),
     }
 
 
@@ -155,10 +110,9 @@ async def main_async(args) -> list[str]:
         load1 = load_average()
     finally:
         server.stop()
-    costs = codec_costs()
     n = args.sessions
     t = {k: np.mean([s["timings_ms"].get(k) or 0.0 for s in res["stats"]]) for k in
-         ("features_ms", "model_ms", "render_ms", "convert_ms", "cpu_ms")}
+         ("decode_ms", "features_ms", "model_ms", "render_ms", "convert_ms", "encode_ms", "cpu_ms")}
     lat = [s["latency_session_ms"] for s in res["stats"]]
     per_s = lambda ms_per_item, items: ms_per_item * items  # noqa: E731  (ms of CPU per session-second)
     lines = [
@@ -169,9 +123,11 @@ async def main_async(args) -> list[str]:
         "| session | fps received | late / skipped frames | mic latency p50 / p95 | worker CPU |",
         "|---|---|---|---|---|",
     ]
-    for k in range(n):
-        lines.append(f"| {k + 1} | {res['fps'][k]:.1f} | {res['late'][k]} / {res['skipped'][k]} | "
-                     f"{lat[k]['p50']} / {lat[k]['p95']} ms | {res['worker_cpu'][k] * 100:.0f} % of a core |")
+    for k in range(res["survived"]):
+        lines.append(f"| {k + 1} | {res['fps_received'][k]:.1f} (sent {res['fps_sent'][k]:.1f}) | {res['late'][k]} / "
+                     f"{res['skipped'][k]} | {lat[k]['p50']} / {lat[k]['p95']} ms | {res['worker_cpu'][k] * 100:.0f} % of a core |")
+    if res["survived"] < res["sessions"]:
+        lines.append(f"| ({res['sessions'] - res['survived']} session(s) ended during the run) | | | | |")
     server_share = res["server_cpu"] / n
     lines += [
         "",
@@ -180,23 +136,23 @@ async def main_async(args) -> list[str]:
         f"server process total {res['server_cpu'] * 100:.0f} %; the {n} viewers (VP8/Opus decoding, same machine) "
         f"{res['client_cpu'] * 100:.0f} %. Server event-loop lag (last minute, ms): {res['loop_lag']}.",
         "",
-        "Where the time goes, per session, in ms of CPU per second of video (25 frames, 50 audio packets):",
+        "Where the time goes, per session, in ms per second of video (25 frames); everything but networking runs "
+        "in the session's worker process:",
         "",
         "| stage | ms per item | ms per session-second | measured by |",
         "|---|---|---|---|",
-        f"| mic decode (Opus) + resample to 16 kHz | {costs['opus_decode'] + costs['resample']:.2f} per 20 ms | "
-        f"{per_s(costs['opus_decode'] + costs['resample'], 50):.0f} | this script, same media |",
+        f"| mic decode (Opus) + resample to 16 kHz | {t['decode_ms']:.2f} per frame | {per_s(t['decode_ms'], FPS):.0f} | worker timers |",
         f"| features (log-mel + VAD) | {t['features_ms']:.2f} per frame | {per_s(t['features_ms'], FPS):.0f} | worker timers |",
         f"| mouth model | {t['model_ms']:.2f} per frame | {per_s(t['model_ms'], FPS):.0f} | worker timers |",
         f"| render (mouth + composite) | {t['render_ms']:.2f} per frame | {per_s(t['render_ms'], FPS):.0f} | worker timers |",
-        f"| BGR → I420 into shared memory | {t['convert_ms']:.2f} per frame | {per_s(t['convert_ms'], FPS):.0f} | worker timers |",
-        f"| VP8 encode 512×512 | {costs['vp8_encode']:.2f} per frame | {per_s(costs['vp8_encode'], FPS):.0f} | this script, avatar frames |",
-        f"| Opus encode | {costs['opus_encode']:.2f} per 20 ms | {per_s(costs['opus_encode'], 50):.0f} | this script |",
-        f"| worker process CPU per frame (all of the above in the worker) | {t['cpu_ms']:.2f} | "
-        f"{per_s(t['cpu_ms'], FPS):.0f} | worker timers |",
+        f"| BGR → I420 | {t['convert_ms']:.2f} per frame | {per_s(t['convert_ms'], FPS):.0f} | worker timers |",
+        f"| VP8 (or H.264) encode + Opus encode | {t['encode_ms']:.2f} per frame | {per_s(t['encode_ms'], FPS):.0f} | worker timers |",
+        f"| worker process CPU per frame (render/encode part) | {t['cpu_ms']:.2f} | "
+        f"{per_s(t['cpu_ms'], FPS):.0f} | worker process_time |",
         "",
         "Worker timers are wall time inside the worker (they include waiting for a core when the machine is busy); "
-        "the worker CPU column above is the honest CPU figure.",
+        "the worker CPU column above (from /proc) is the honest CPU figure. The server process does only "
+        "networking (RTP, SRTP, ICE) and pacing.",
     ]
     return lines
 

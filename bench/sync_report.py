@@ -29,7 +29,9 @@ from live.mel_stream import SAMPLE_RATE
 from live.vad import speech_mask
 
 CLOSED_BELOW = 0.08      # measured openness under which lips count as together
-OPEN_ABOVE = 0.2         # a phrase "clearly opens" the mouth if it peaks above this
+# A phrase "clearly opens" the mouth if it peaks above this: three times the level
+# FaceMesh reads on rendered closed lips (~0.05), a gap of several pixels at 512 px.
+OPEN_ABOVE = 0.15
 MIN_GAP_S = 0.30         # silences shorter than this are co-articulation, not gaps
 GAP_MARGIN_S = 0.08      # the mouth may still be closing just after speech ends
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from live.audio_codec import MicDecoder, SpeechEncoder
 from live.audio_feed import AudioFeed, Clip, FeedConfig, Marker
 from live.video_encoder import VideoEncoder
 
@@ -82,9 +83,15 @@ class BitrateHint:
 
 
 @dataclass(frozen=True)
-class MicAudio:
-    samples: np.ndarray   # float32 16 kHz mono
+class MicPacket:
+    payload: bytes        # one Opus packet from the viewer's microphone (decoded in the worker)
     arrival: float        # time.monotonic() when the server received it
+
+
+@dataclass(frozen=True)
+class MicAudio:
+    samples: np.ndarray   # float32 16 kHz mono (fallback when packets can't be tapped)
+    arrival: float
 
 
 @dataclass(frozen=True)
@@ -113,11 +120,12 @@ class Stop:
 
 @dataclass(frozen=True)
 class FrameTimings:
+    decode_ms: float      # microphone Opus decoding + resampling since the previous frame
     features_ms: float    # mel + voice activity on the pushed audio
     model_ms: float       # mouth network
     render_ms: float      # mouth renderer + compositor
     convert_ms: float     # BGR -> I420
-    encode_ms: float      # VP8 / H.264
+    encode_ms: float      # VP8 / H.264 + Opus
     waited_ms: float      # waiting for late microphone audio
     cpu_ms: float         # process CPU time spent on this frame
 
@@ -129,7 +137,7 @@ class FrameReady:
     has_image: bool                         # False when skipped to catch up (no new picture)
     video: bytes                            # the encoded picture (empty: nothing to send)
     keyframe: bool
-    audio: np.ndarray                       # int16, this frame's samples
+    audio_packets: tuple[bytes, ...]        # Opus packets completed by this frame's audio
     openness: float
     speaking: bool
     markers: tuple[Marker, ...]             # utterance starts/ends heard in this frame
@@ -213,6 +221,8 @@ class _WorkerLoop:
         self.render_timer = _Timer(self.session.compositor, "compose", skippable=True)
         self.width, self.height = avatar.info.width, avatar.info.height
         self.encoder = VideoEncoder(spec.video_codec, self.width, self.height, spec.fps)
+        self.speech_encoder = SpeechEncoder()
+        self.mic_decoder = MicDecoder()
         self.load_s = time.perf_counter() - t0
         self.requests: deque[RenderRequest] = deque()
         self.epoch = 0
@@ -220,6 +230,7 @@ class _WorkerLoop:
         self.pending_markers: list[Marker] = []
         self.pending_mic: list[tuple[int, float]] = []
         self.features_s = 0.0
+        self.decode_s = 0.0
         self.last_openness = 0.0
         self._cv2 = cv2
 
@@ -266,7 +277,12 @@ class _WorkerLoop:
         return False
 
     def handle(self, msg: object) -> None:
-        if isinstance(msg, MicAudio):
+        if isinstance(msg, MicPacket):
+            t0 = time.perf_counter()
+            samples = self.mic_decoder.decode(msg.payload)
+            self.decode_s += time.perf_counter() - t0
+            self.feed.add_mic(samples, msg.arrival)
+        elif isinstance(msg, MicAudio):
             self.feed.add_mic(msg.samples, msg.arrival)
         elif isinstance(msg, ClipAudio):
             self._start_clip(msg.clip)
@@ -351,6 +367,9 @@ class _WorkerLoop:
             keyframe = self.encoder.will_send_keyframe
             video = self.encoder.encode(i420, self._video_pts(index))
             convert_ms, encode_ms = (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
+        t0 = time.perf_counter()
+        audio_packets = tuple(self.speech_encoder.encode(frame.audio))
+        encode_ms += (time.perf_counter() - t0) * 1000.0
 
         end = self.timeline.frame_start_sample(index + 1)
         markers = tuple(m for m in self.pending_markers if m.position < end)
@@ -359,6 +378,7 @@ class _WorkerLoop:
         self.pending_mic = [c for c in self.pending_mic if c[0] >= end]
         self.last_openness = frame.shape.openness
         features_ms, self.features_s = self.features_s * 1000.0, 0.0
+        decode_ms, self.decode_s = self.decode_s * 1000.0, 0.0
         buffered = self.session.buffered_seconds + (self.feed.mic_backlog + self.feed.clip_backlog) / 16000
         return FrameReady(
             index=index,
@@ -366,7 +386,7 @@ class _WorkerLoop:
             has_image=req.image,
             video=video,
             keyframe=keyframe,
-            audio=frame.audio,
+            audio_packets=audio_packets,
             openness=frame.shape.openness,
             speaking=frame.speaking,
             markers=markers,
@@ -376,6 +396,7 @@ class _WorkerLoop:
             underruns=self.feed.underruns,
             skipped_s=self.feed.skipped_samples / 16000,
             timings=FrameTimings(
+                decode_ms=decode_ms,
                 features_ms=features_ms,
                 model_ms=self.model_timer.take(),
                 render_ms=self.render_timer.take(),
@@ -481,6 +502,9 @@ class EngineWorker:
 
     def send_mic(self, samples: np.ndarray, arrival: float) -> None:
         self._send(MicAudio(np.ascontiguousarray(samples, dtype=np.float32), arrival))
+
+    def send_mic_packet(self, payload: bytes, arrival: float) -> None:
+        self._send(MicPacket(payload, arrival))
 
     def send_clip(self, clip: Clip) -> None:
         self._send(ClipAudio(clip))

@@ -30,6 +30,7 @@ from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from live import mic_jitter
+from live.audio_codec import silence_packet
 from live.audio_feed import Clip, FeedConfig
 from live.audio_io import StreamResampler
 from live.config import ServerConfig
@@ -120,6 +121,8 @@ class LiveSession:
         self.close_reason: str | None = None
         self.last_activity = time.monotonic()
         self._mic_track: MediaStreamTrack | None = None
+        self._mic_tapped = False
+        self.mic_packets = 0
         self._tasks: list[asyncio.Task] = []
         self._pending: deque[FrameReady] = deque()
         self._utterances: dict[str, Utterance] = {}
@@ -148,7 +151,7 @@ class LiveSession:
         try:
             self.pc.on("connectionstatechange", self._on_connection_state)
             if neg.mic_expected and neg.audio_transceiver is not None:
-                mic_jitter.install(neg.audio_transceiver.receiver)
+                self._mic_tapped = mic_jitter.install(neg.audio_transceiver.receiver, self._on_mic_packet)
             self.worker = EngineWorker(WorkerSpec(
                 self.avatar_id, self.config.avatar_dir, self.config.fps, self.config.mouth_checkpoint,
                 FeedConfig(), neg.video_codec,
@@ -216,7 +219,7 @@ class LiveSession:
             if not self.clock.started:
                 self.clock.begin()
                 self._spawn(self._pump(), "pump")
-                if self._mic_track is not None:
+                if self._mic_track is not None and not self._mic_tapped:
                     self._spawn(self._read_mic(self._mic_track), "mic")
         elif state in ("failed", "closed"):
             ice = self.pc.iceConnectionState if self.pc else "?"
@@ -252,7 +255,7 @@ class LiveSession:
         self.last_activity = time.monotonic()
         self.epoch += 1
         dropped = self.speech.interrupt()
-        silenced = self.audio.silence_pending() if self.audio is not None else 0
+        silenced = self.audio.silence_pending(silence_packet()) if self.audio is not None else 0
         if self.worker is not None and self.worker.alive:
             try:
                 self.worker.send_interrupt(self.epoch)
@@ -268,7 +271,7 @@ class LiveSession:
                 u.state = "done"
                 self.events.publish("speech_cancelled", utterance_id=u.id, text=u.text)
         self._forget_done()
-        return {"interrupted": ended, "cancelled": [r.utterance_id for r in dropped], "silenced_samples": silenced}
+        return {"interrupted": ended, "cancelled": [r.utterance_id for r in dropped], "silenced_packets": silenced}
 
     def _track_utterance(self, req: SpeechRequest) -> Utterance:
         self.last_activity = time.monotonic()
@@ -340,8 +343,9 @@ class LiveSession:
 
     def _deliver(self, frame: FrameReady) -> None:
         stale = frame.epoch != self.epoch   # rendered before an interrupt: its sound must not play
-        audio = np.zeros_like(frame.audio) if stale else frame.audio
+        audio = frame.audio_packets
         if stale:
+            audio = tuple(silence_packet() for _ in audio)
             frame = _without_markers(frame)
         if frame.has_image and frame.video:
             self.video.put(frame.index, av.Packet(frame.video))
@@ -350,7 +354,7 @@ class LiveSession:
         self._pending.append(frame)
         self._last = frame
         t = frame.timings
-        for name in ("features_ms", "model_ms", "render_ms", "convert_ms", "encode_ms", "waited_ms", "cpu_ms"):
+        for name in ("decode_ms", "features_ms", "model_ms", "render_ms", "convert_ms", "encode_ms", "waited_ms", "cpu_ms"):
             self._timings.setdefault(name, _Window()).add(getattr(t, name))
 
     def _on_frame_leaving(self, index: int, now: float) -> None:
@@ -391,7 +395,17 @@ class LiveSession:
         self._leave_times.append(now)
         self.frames_sent += 1
 
+    def _on_mic_packet(self, payload: bytes, arrival: float) -> None:
+        """A microphone packet, in order: on to the worker, still encoded."""
+        self.mic_packets += 1
+        if not self.closed and self.worker is not None and self.worker.alive:
+            try:
+                self.worker.send_mic_packet(payload, arrival)
+            except WorkerDied:
+                pass
+
     async def _read_mic(self, track: MediaStreamTrack) -> None:
+        """Fallback when the packets can't be tapped: aiortc decodes, we resample."""
         resampler = StreamResampler()
         try:
             while not self.closed:
@@ -463,6 +477,7 @@ class LiveSession:
             "buffered_s": round(last.buffered_s, 3) if last else 0.0,
             "speaking": self._speaking,
             "mic": self._mic_track is not None,
+            "mic_packets": self.mic_packets,
             "mic_underruns": last.underruns if last else 0,
             "mic_skipped_s": round(last.skipped_s, 3) if last else 0.0,
             "queued_speech": self.speech.queued,

@@ -1,17 +1,21 @@
-"""A microphone jitter buffer that doesn't add 80 ms.
+"""The microphone's jitter buffer: Opus packets go straight to the session's worker.
 
-aiortc's audio receiver holds every Opus packet until four later ones have
-arrived (a fixed 80 ms "prefetch"), because it can only tell a frame is complete
-when the next timestamp shows up.  A WebRTC Opus packet *is* a complete 20 ms
-frame, so for the microphone we hand each packet on as soon as it is next in
-sequence.  A missing packet is waited for until two later ones are here (40 ms:
-reordering on a real network is rarely longer), then skipped.  Latency matters
-more than one lost packet here: the lips follow the audio, and the engine pads.
+aiortc's audio receiver holds every packet until four later ones have arrived (a
+fixed 80 ms "prefetch": it can only tell a frame is complete when the next
+timestamp shows up) and then decodes it in a thread of the server process.  A
+WebRTC Opus packet *is* a complete 20 ms frame, so for the microphone each packet
+is handed on the moment it is next in sequence -- to a callback that forwards it,
+still encoded, to the worker that decodes it.  aiortc's own decoder gets nothing.
+
+A missing packet is waited for until two later ones are here (40 ms: reordering
+on a real network is rarely longer), then skipped; the engine pads the gap.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Optional
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
@@ -21,29 +25,35 @@ log = logging.getLogger(__name__)
 
 _MAX_WAIT_PACKETS = 2
 
+OnPacket = Callable[[bytes, float], None]   # (Opus payload, monotonic arrival time)
 
-class ImmediateAudioJitterBuffer(JitterBuffer):
-    def __init__(self, capacity: int = 16) -> None:
+
+class MicJitterBuffer(JitterBuffer):
+    def __init__(self, on_packet: OnPacket, capacity: int = 16) -> None:
         super().__init__(capacity=capacity, prefetch=0)
+        self.on_packet = on_packet
+        self.skipped = 0
 
     def add(self, packet: RtpPacket) -> tuple[bool, Optional[JitterFrame]]:
         if self._origin is not None and _seq_diff(packet.sequence_number, self._origin) < 0:
             return False, None  # older than what was already handed on: too late
-        return super().add(packet)
+        super().add(packet)
+        return False, None     # nothing for aiortc's decoder: the worker decodes
 
     def _remove_frame(self, sequence_number: int) -> Optional[JitterFrame]:
         assert self._origin is not None
-        head = self._packets[self._origin % self._capacity]
-        if head is None:
+        now = time.monotonic()
+        if self._packets[self._origin % self._capacity] is None:
             waiting = sum(p is not None for p in self._packets)
             if waiting < _MAX_WAIT_PACKETS + 1:
                 return None
             while self._packets[self._origin % self._capacity] is None:  # give up on the hole
                 self.remove(1)
-            head = self._packets[self._origin % self._capacity]
-            assert head is not None
-        self.remove(1)
-        return JitterFrame(data=head._data, timestamp=head.timestamp)  # type: ignore[attr-defined]
+                self.skipped += 1
+        while (head := self._packets[self._origin % self._capacity]) is not None:
+            self.remove(1)
+            self.on_packet(head._data, now)  # type: ignore[attr-defined]
+        return None
 
 
 def _seq_diff(a: int, b: int) -> int:
@@ -51,12 +61,12 @@ def _seq_diff(a: int, b: int) -> int:
     return (a - b + 32768) % 65536 - 32768
 
 
-def install(receiver: object) -> bool:
-    """Swap aiortc's audio jitter buffer on ``receiver`` (an RTCRtpReceiver) for ours."""
+def install(receiver: object, on_packet: OnPacket) -> bool:
+    """Give ``receiver`` (an RTCRtpReceiver for the microphone) our jitter buffer."""
     attr = "_RTCRtpReceiver__jitter_buffer"
     current = getattr(receiver, attr, None)
     if not isinstance(current, JitterBuffer):
-        log.warning("aiortc internals changed: keeping its audio jitter buffer (+80 ms mic latency)")
+        log.warning("aiortc internals changed: cannot tap the microphone's packets")
         return False
-    setattr(receiver, attr, ImmediateAudioJitterBuffer(current.capacity))
+    setattr(receiver, attr, MicJitterBuffer(on_packet, current.capacity))
     return True

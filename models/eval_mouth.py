@@ -261,6 +261,9 @@ def write_report(results: list[UtteranceResult], pred: MouthPredictor, checkpoin
         "the aligner's 10-20 ms error also lowers the frame-level figures and blurs the lag estimate.",
         "* 15-class viseme accuracy is bounded by acoustically near-identical classes "
         "(/t d/ vs /n/, /ih/ vs /E/); the coarse groups are what a viewer distinguishes.",
+        "* pocketsphinx's dictionary has no stress marks, so AH (both the open /ʌ/ and the reduced schwa) "
+        "gets the open `aa` target; the model, trained on engines that mark schwa, opens less on schwas "
+        "than these targets ask for.",
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)

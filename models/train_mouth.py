@@ -30,7 +30,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +109,7 @@ class FrameSet:
 @dataclass
 class UtteranceFrames:
     mel: np.ndarray             # (80, n_frames)
+    times: np.ndarray           # (n,) the moments the windows describe
     last: np.ndarray            # (n,) newest mel frame per window (may be <0 or ≥ n_frames)
     visemes: np.ndarray
     shapes: np.ndarray
@@ -134,7 +135,7 @@ def utterance_frames(
     times = np.arange(offset, duration, FRAME_STEP_S)
     last = np.array([last_frame_for(t) for t in times], dtype=np.int64)
     visemes, shapes = frame_targets(phones, times)
-    return UtteranceFrames(log_mel(audio), last, visemes, shapes, utt.source)
+    return UtteranceFrames(log_mel(audio), times, last, visemes, shapes, utt.source)
 
 
 FRAMESET_VERSION = 1  # bump when windows or targets are computed differently
@@ -220,12 +221,15 @@ def concat_frames(parts: list[UtteranceFrames]) -> FrameSet:
         col += n + 2 * PAD
     visemes = np.concatenate(vis) if vis else np.zeros(0, np.int64)
     shapes = np.concatenate(shp) if shp else np.zeros((0, 3), np.float32)
-    weights = np.where((visemes == PP) & (shapes[:, 0] == 0.0), CLOSURE_WEIGHT, 1.0).astype(np.float32)
     return FrameSet(
         mels=np.concatenate(mels, axis=1) if mels else np.zeros((N_MELS, 0), np.float16),
         ends=np.concatenate(ends) if ends else np.zeros(0, np.int64),
-        visemes=visemes, shapes=shapes, weights=weights, sources=srcs,
+        visemes=visemes, shapes=shapes, weights=sample_weights(visemes, shapes), sources=srcs,
     )
+
+
+def sample_weights(visemes: np.ndarray, shapes: np.ndarray, closure_weight: float = CLOSURE_WEIGHT) -> np.ndarray:
+    return np.where((visemes == PP) & (shapes[:, 0] == 0.0), closure_weight, 1.0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -346,6 +350,8 @@ class TrainConfig:
     max_utterances: int | None = None
     evals: int = 12
     cache: Path | None = Path("data/train_cache")
+    closure_weight: float = CLOSURE_WEIGHT
+    net: MouthNetConfig = field(default_factory=MouthNetConfig)
 
 
 def lr_at(progress: float, peak: float) -> float:
@@ -412,9 +418,11 @@ def train(cfg: TrainConfig) -> dict:
     val_set = cached_frameset(cfg.cache, f"val-{key}", lambda: build_frameset(
         val_utts, val_variants, cfg.seed + 7, cfg.workers, "val windows"))
     val_set = val_set.every(math.ceil(len(val_set) / VAL_WINDOWS))
+    for fs in (train_set, val_set):
+        fs.weights = sample_weights(fs.visemes, fs.shapes, cfg.closure_weight)
     print(f"{len(train_set):,} training windows, {len(val_set):,} validation windows")
 
-    net = MouthNet(MouthNetConfig())
+    net = MouthNet(cfg.net)
     budget = cfg.minutes_budget * 60 - (time.time() - started) - 60  # a minute for the last eval and saving
     if not cfg.steps and budget < 60:
         raise TrainError(f"the budget of {cfg.minutes_budget} min is used up by preparing the data")
@@ -458,6 +466,8 @@ def train(cfg: TrainConfig) -> dict:
         "batch": cfg.batch,
         "epochs": round(steps * cfg.batch / len(train_set), 2),
         "variants_per_utterance": variants,
+        "closure_weight": cfg.closure_weight,
+        "net_config": asdict(cfg.net),
         "wall_minutes": round(wall / 60, 1),
         "machine": f"{os.cpu_count()} cpu, {platform.processor() or platform.machine()}, torch {torch.__version__}",
         "params": n_params(net),
@@ -515,11 +525,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-utterances", type=int, default=None)
     ap.add_argument("--cache", type=Path, default=Path("data/train_cache"), help="where built windows are kept")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--closure-weight", type=float, default=CLOSURE_WEIGHT)
+    d = MouthNetConfig()
+    ap.add_argument("--channels", type=int, default=d.channels)
+    ap.add_argument("--channels2", type=int, default=d.channels2)
+    ap.add_argument("--hidden", type=int, default=d.hidden)
     a = ap.parse_args(argv)
     cfg = TrainConfig(
         corpus=a.corpus, out=a.out, minutes_budget=a.minutes_budget, seed=a.seed, variants=a.variants,
         steps=a.steps, batch=a.batch, lr=a.lr, workers=a.workers, max_utterances=a.max_utterances,
-        cache=None if a.no_cache else a.cache,
+        cache=None if a.no_cache else a.cache, closure_weight=a.closure_weight,
+        net=MouthNetConfig(channels=a.channels, channels2=a.channels2, hidden=a.hidden),
     )
     try:
         train(cfg)

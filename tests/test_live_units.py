@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ from aiortc.rtp import RtpPacket
 from live.audio_feed import AudioFeed, Clip, FeedConfig
 from live.events import EventHub
 from live.media_clock import MediaClock
-from live.mic_jitter import ImmediateAudioJitterBuffer
+from live.mic_jitter import MicJitterBuffer
 from live.speech_queue import split_sentences, trim_leading_silence
-from live.tracks import AUDIO_PIECE, AvatarAudioTrack, AvatarVideoTrack
+from live.tracks import AvatarAudioTrack, AvatarVideoTrack
 from live.tts_service import TtsError, TtsService, guess_voice
 
 RATE = 16_000
@@ -110,24 +111,36 @@ def test_media_clock_derives_timestamps_from_the_index_without_drift():
     assert ntsc.video_pts(30 * 3600) == 90_000 * 3600
 
 
-async def test_audio_track_sends_48khz_20ms_pieces_with_continuous_pts_and_silences_on_interrupt():
-    clock = MediaClock(30.0)
+async def test_audio_track_numbers_packets_continuously_and_silences_on_interrupt():
+    clock = MediaClock(25.0)
     clock.begin()
     track = AvatarAudioTrack(clock)
-    for i in range(6):
-        start, end = clock.timeline.audio_range(i)
-        track.put(i, np.full(end - start, 1000, np.int16))
-    pieces = list(track._queue)
-    assert all(p.samples == AUDIO_PIECE == 960 and p.sample_rate == 48_000 for p in pieces)
-    assert [int(p.pts) for p in pieces] == [k * 960 for k in range(len(pieces))]
-    assert len(pieces) == (6 * 16_000 // 30) * 3 // 960      # 30 fps frames regroup into 20 ms pieces
+    for i in range(3):
+        track.put(i, [bytes([i, 0]), bytes([i, 1])])
+    assert track.queued_packets == 6
     first = await track.recv()
-    assert abs(int(first.to_ndarray()[0, -1]) - 1000) <= 2    # the upsampler keeps the level
-    silenced = track.silence_pending()
-    assert silenced >= sum(p.samples for p in pieces[1:])
-    rest = [await track.recv() for _ in pieces[1:]]
-    assert all(f.to_ndarray().max() == 0 for f in rest)
+    assert first.pts == 0 and first.time_base == Fraction(1, 48_000) and bytes(first) == bytes([0, 0])
+    assert track.silence_pending(b"quiet") == 5
+    rest = [await track.recv() for _ in range(5)]
+    assert [p.pts for p in rest] == [960 * k for k in range(1, 6)]
+    assert all(bytes(p) == b"quiet" for p in rest)
     track.stop()
+
+
+def test_speech_encoder_makes_one_packet_per_20ms_that_decodes_back():
+    from live.audio_codec import MicDecoder, SpeechEncoder, silence_packet
+
+    enc, dec = SpeechEncoder(), MicDecoder()
+    t = np.arange(16_000) / 16_000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+    packets = [p for k in range(25) for p in enc.encode(tone[k * 640 : (k + 1) * 640])]
+    assert len(packets) == 50                      # 1 s of 25 fps frames -> 50 packets, none held back
+    out = np.concatenate([dec.decode(p) for p in packets])
+    assert abs(len(out) - 16_000) < 400
+    spec = np.abs(np.fft.rfft(out[4000:12000]))
+    assert abs(np.argmax(spec) * 16_000 / 8000 - 440) < 5
+    dec.decode(silence_packet())                   # the decoder's overlap fades the tone out...
+    assert np.abs(dec.decode(silence_packet())).max() < 1e-3   # ...then it is silent
 
 
 def test_upsampler_is_exact_3x_causal_and_band_limited():
@@ -146,18 +159,22 @@ def test_upsampler_is_exact_3x_causal_and_band_limited():
     assert spec[freqs > 9000].max() < 1e-3 * spec.max()      # no images above the input band
 
 
-async def test_video_track_stamps_pts_and_drops_oldest_when_the_encoder_lags():
+async def test_video_track_stamps_pts_and_restarts_from_a_keyframe_when_the_sender_is_stuck():
     import av
+
+    from live.tracks import MAX_VIDEO_QUEUE
 
     clock = MediaClock(25.0)
     clock.begin()
-    left = []
-    track = AvatarVideoTrack(clock, on_leave=lambda i, t: left.append(i))
-    for i in range(6):
-        track.put(i, av.VideoFrame(64, 64, "yuv420p"))
-    assert track.frames_dropped == 3
-    frame = await track.recv()
-    assert frame.pts == 3 * 3600 and left == [3]
+    left, keyframes = [], []
+    track = AvatarVideoTrack(clock, on_leave=lambda i, t: left.append(i), on_overflow=lambda: keyframes.append(1))
+    track.put(7, av.Packet(b"frame7"))
+    packet = await track.recv()
+    assert packet.pts == 7 * 3600 and packet.time_base == Fraction(1, 90_000) and left == [7]
+    for i in range(8, 8 + MAX_VIDEO_QUEUE + 1):
+        track.put(i, av.Packet(b"x"))
+    # Encoded frames depend on each other: all are dropped and a keyframe is asked for.
+    assert track.frames_dropped == MAX_VIDEO_QUEUE + 1 and keyframes == [1]
     track.stop()
 
 
@@ -205,19 +222,23 @@ def _packet(seq: int) -> RtpPacket:
     return p
 
 
-def test_mic_jitter_buffer_releases_in_order_at_once_and_skips_holes():
-    jb = ImmediateAudioJitterBuffer()
-    assert jb.add(_packet(10))[1].timestamp == 9600       # no 80 ms prefetch
-    assert jb.add(_packet(11))[1].timestamp == 10560
-    assert jb.add(_packet(13))[1] is None                  # 12 is missing: wait a little
-    assert jb.add(_packet(12))[1].timestamp == 11520       # it arrived late but in time
-    assert jb.add(_packet(14))[1].timestamp == 12480       # (13 and 14 come one per arrival)
-    jb2 = ImmediateAudioJitterBuffer()
-    jb2.add(_packet(1))
-    assert jb2.add(_packet(3))[1] is None
-    assert jb2.add(_packet(4))[1] is None
-    assert jb2.add(_packet(5))[1].timestamp == 3 * 960     # gave up on 2
-    assert jb2.add(_packet(2))[1] is None                  # too late now
+def test_mic_jitter_buffer_hands_packets_on_at_once_in_order_and_skips_holes():
+    got = []
+    jb = MicJitterBuffer(lambda payload, t: got.append(payload[0]))
+    for seq in (10, 11):
+        assert jb.add(_packet(seq)) == (False, None)        # nothing for aiortc's decoder
+    assert got == [10, 11]                                   # no 80 ms prefetch
+    jb.add(_packet(13))
+    assert got == [10, 11]                                   # 12 is missing: wait a little
+    jb.add(_packet(12))
+    assert got == [10, 11, 12, 13]                           # late but in time: both go at once
+    jb.add(_packet(15))
+    jb.add(_packet(16))
+    assert got[-1] == 13
+    jb.add(_packet(17))
+    assert got[-3:] == [15, 16, 17] and jb.skipped == 1      # gave up on 14
+    jb.add(_packet(14))
+    assert got[-1] == 17                                     # too late now
 
 
 # -- events ------------------------------------------------------------------------

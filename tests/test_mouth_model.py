@@ -180,3 +180,43 @@ def test_lips_close_on_m_and_open_on_vowels_in_real_speech(predictor):
     assert np.median(vowel_max) > 0.35
     assert np.median(m_min) < 0.3 * np.median(vowel_max)
     assert np.mean(np.array(m_min) < 0.15) >= 0.7
+
+
+# --------------------------------------------------------------------------- training data
+def test_training_windows_are_exactly_what_the_live_engine_cuts():
+    from models.phonemes import AlignedUtterance, PhoneSpan
+    from models.train_mouth import concat_frames, utterance_frames
+
+    rng = np.random.default_rng(3)
+    audio = (0.2 * rng.standard_normal(int(1.3 * 16000))).astype(np.float32)
+    phones = [PhoneSpan(0.0, 0.4, "", "ipa"), PhoneSpan(0.4, 0.6, "m", "ipa"), PhoneSpan(0.6, 1.3, "a", "ipa")]
+    utt = AlignedUtterance(audio, phones, "ma", "test/noise")
+    part = utterance_frames(utt, np.random.default_rng(0), augment=False)
+    fs = concat_frames([part, part])
+    mel = log_mel(audio)
+    assert len(fs) == 2 * len(part.times)
+    for i in [0, 1, len(part.times) // 2, len(part.times) - 1]:
+        live = window_for(mel, float(part.times[i]))
+        np.testing.assert_allclose(fs.windows(np.array([i]))[0], live, atol=2e-3)  # float16 storage
+        np.testing.assert_allclose(fs.windows(np.array([i + len(part.times)]))[0], live, atol=2e-3)
+    in_m = (part.times > 0.45) & (part.times < 0.55)
+    assert (fs.visemes[: len(part.times)][in_m] == VISEMES.index("PP")).all()
+    assert (fs.weights[: len(part.times)][in_m] > 1).all()  # closures are weighted up
+
+
+def test_whole_voices_are_held_out():
+    from models.phonemes import AlignedUtterance
+    from models.train_mouth import split_by_voice
+
+    utts = [
+        AlignedUtterance(np.zeros(160, np.float32), [], f"t{i}", src, language=lang, meta={"split": split})
+        for i, (src, lang, split) in enumerate([
+            ("flite/slt", "en", "train"), ("flite/rms", "en", "train"), ("flite/awb", "en", "train"),
+            ("piper/joe", "en", "train"), ("piper/joe", "en", "val"), ("espeak/cmn", "cmn", "train"),
+        ])
+    ]
+    train, val, held = split_by_voice(utts, seed=0)
+    assert len(held) == 1 and held[0].startswith("flite/")
+    assert all(u.source != held[0] for u in train)
+    assert {u.text for u in val} == {"t4"} | {u.text for u in utts if u.source == held[0]}
+    assert any(u.source == "espeak/cmn" for u in train)  # single-voice languages stay in training
