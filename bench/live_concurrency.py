@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 
 from bench.live_common import ROOT, ServerProcess, cpu_seconds, load_average
@@ -41,55 +42,77 @@ from tests.webrtc_client import LipstreamClient
 FPS = 25.0
 
 
-async def _viewer(url: str, seconds: float, offset_s: float) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.live_viewer", url, "--seconds", str(seconds), "--offset-s", str(offset_s),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )
+class _Viewer:
+    """A bench/live_viewer.py process and its latest report."""
 
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.latest: dict = {}
+        self.session_id: str | None = None
+        self._task: asyncio.Task | None = None
 
-async def _line(proc: asyncio.subprocess.Process, timeout: float) -> dict:
-    assert proc.stdout is not None
-    raw = await asyncio.wait_for(proc.stdout.readline(), timeout)
-    if not raw:
-        raise RuntimeError("a viewer exited early")
-    return json.loads(raw)
+    @classmethod
+    async def start(cls, url: str, offset_s: float, timeout: float = 120.0) -> "_Viewer":
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.live_viewer", url, "--seconds", "3600", "--offset-s", str(offset_s),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        viewer = cls(proc)
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError("a viewer could not connect")
+        viewer.session_id = json.loads(line)["session_id"]
+        viewer._task = asyncio.ensure_future(viewer._follow())
+        return viewer
+
+    async def _follow(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self.latest = json.loads(line)
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def run(url: str, server_pid: int, n: int, seconds: float) -> dict:
-    settle = 3.0
-    viewers = []
-    for k in range(n):
-        # Different starting points in the speech, so the sessions don't speak in unison.
-        viewers.append(await _viewer(url, seconds + settle, offset_s=3.0 * k))
-        await _line(viewers[-1], 60)                       # connected
-    http = LipstreamClient(url)                            # for API calls only
-    http.http = __import__("aiohttp").ClientSession()
-    await asyncio.sleep(settle)
-    _, listing0 = await http.request("GET", "/sessions")
-    stats0 = {s["session_id"]: s for s in listing0["sessions"]}
-    pids = {sid: s["worker_pid"] for sid, s in stats0.items()}
-    cpu0 = {sid: cpu_seconds(pid) for sid, pid in pids.items()}
-    srv0, own0 = cpu_seconds(server_pid), sum(cpu_seconds(v.pid) for v in viewers)
-    sent0 = {sid: s["frames_sent"] for sid, s in stats0.items()}
-    t0 = time.monotonic()
-    await asyncio.sleep(seconds - 1.0)
-    wall = time.monotonic() - t0
-    cpu1 = {sid: cpu_seconds(pid) for sid, pid in pids.items()}
-    srv1, own1 = cpu_seconds(server_pid), sum(cpu_seconds(v.pid) for v in viewers)
-    _, listing1 = await http.request("GET", "/sessions")
+    viewers: list[_Viewer] = []
+    try:
+        for k in range(n):
+            # Different starting points in the speech, so the sessions don't speak in unison.
+            viewers.append(await _Viewer.start(url, offset_s=3.0 * k))
+        http = LipstreamClient(url)
+        http.http = aiohttp.ClientSession()
+        await asyncio.sleep(3.0)  # settle
+        _, listing0 = await http.request("GET", "/sessions")
+        stats0 = {s["session_id"]: s for s in listing0["sessions"]}
+        cpu0 = {sid: cpu_seconds(s["worker_pid"]) for sid, s in stats0.items()}
+        srv0, own0 = cpu_seconds(server_pid), sum(cpu_seconds(v.proc.pid) for v in viewers)
+        got0 = [dict(v.latest) for v in viewers]
+        t0 = time.monotonic()
+        await asyncio.sleep(seconds)
+        wall = time.monotonic() - t0
+        got1 = [dict(v.latest) for v in viewers]
+        cpu1 = {sid: cpu_seconds(stats0[sid]["worker_pid"]) for sid in stats0}
+        srv1, own1 = cpu_seconds(server_pid), sum(cpu_seconds(v.proc.pid) for v in viewers)
+        _, listing1 = await http.request("GET", "/sessions")
+        await http.http.close()
+    finally:
+        for v in viewers:
+            await v.stop()
     stats1 = {s["session_id"]: s for s in listing1["sessions"]}
-    received = [await _line(v, 60) for v in viewers]
-    for v in viewers:
-        await v.wait()
-    await http.http.close()
-    ids = [sid for sid in stats0 if sid in stats1]
+    ids = [v.session_id for v in viewers if v.session_id in stats1 and v.session_id in stats0]
     return {
         "wall": wall,
-        "sessions": len(stats0),
+        "sessions": len(viewers),
         "survived": len(ids),
-        "fps_received": [r["frames"] / r["seconds"] for r in received],
-        "fps_sent": [(stats1[sid]["frames_sent"] - sent0[sid]) / wall for sid in ids],
+        "fps_received": [(b["frames"] - a["frames"]) / (b["t"] - a["t"]) for a, b in zip(got0, got1)
+                         if a and b and b["t"] > a["t"]],
+        "fps_sent": [(stats1[sid]["frames_sent"] - stats0[sid]["frames_sent"]) / wall for sid in ids],
         "worker_cpu": [(cpu1[sid] - cpu0[sid]) / wall for sid in ids],
         "server_cpu": (srv1 - srv0) / wall,
         "client_cpu": (own1 - own0) / wall,
@@ -133,8 +156,8 @@ async def main_async(args) -> list[str]:
         "",
         f"CPU per session: worker {np.mean(res['worker_cpu']) * 100:.0f} % + server process share "
         f"{server_share * 100:.0f} % = **{(np.mean(res['worker_cpu']) + server_share) * 100:.0f} % of one core**; "
-        f"server process total {res['server_cpu'] * 100:.0f} %; the {n} viewers (VP8/Opus decoding, same machine) "
-        f"{res['client_cpu'] * 100:.0f} %. Server event-loop lag (last minute, ms): {res['loop_lag']}.",
+        f"server process total {res['server_cpu'] * 100:.0f} %; the {n} viewer processes (same machine) "
+        f"{res['client_cpu'] * 100:.0f} % (VP8 not decoded). Server event-loop lag (last minute, ms): {res['loop_lag']}.",
         "",
         "Where the time goes, per session, in ms per second of video (25 frames); everything but networking runs "
         "in the session's worker process:",

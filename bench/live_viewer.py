@@ -4,8 +4,9 @@
 
 Connects with real speech as its microphone and counts the video frames it
 receives (reassembled from RTP, not decoded: the benchmark measures the server).
-Prints one JSON line when connected ({"session_id"}) and one at the end
-({"frames", "seconds"}); runs until stdin closes or the time is up.
+Prints one JSON line when connected ({"session_id"}), then one per second
+({"t": monotonic time, "frames": received so far}) until the time is up or it
+is terminated.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ async def run(url: str, seconds: float, offset_s: float) -> None:
     client = LipstreamClient(url, frame_fn=lambda f: None)
     await client.connect(mic=speech)
     print(json.dumps({"session_id": client.session_id}), flush=True)
-    start, n0 = time.monotonic(), len(client.video)
-    await asyncio.sleep(seconds)
-    print(json.dumps({"frames": len(client.video) - n0, "seconds": time.monotonic() - start}), flush=True)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(1.0)
+        print(json.dumps({"t": time.monotonic(), "frames": len(client.video)}), flush=True)
     await client.close()
 
 

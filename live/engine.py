@@ -56,7 +56,7 @@ class LipSyncSession:
         self.config = config or EngineConfig()
         self.timeline = Timeline(self.config.fps)
         self.compositor = Compositor(avatar)
-        self.tracker = MouthTracker(predictor, self.timeline)
+        self.tracker = MouthTracker(predictor, self.timeline, vad_history_s=self.config.max_buffer_s + 5)
         self._ring = AudioRing(int((self.config.max_buffer_s + 5) * SAMPLE_RATE))
         self._resamplers: dict[int, StreamResampler] = {}
         self._next = 0                 # next frame to hand out

@@ -56,9 +56,15 @@ class MouthTracker:
     n_samples: int = 0
     _mel: MelStream = field(default_factory=MelStream)
     _history: _MelHistory = field(default_factory=_MelHistory)
-    _vad: VoiceActivity = field(default_factory=VoiceActivity)
+    # Decisions must outlive the audio queued ahead of playback (a TTS burst can
+    # be minutes long), or frames far behind the newest audio would read as silence.
+    vad_history_s: float = 30.0
+    _vad: VoiceActivity = field(init=False)
     _vad_origin: int = 0      # stream sample where the current VAD started (moves on interrupt)
     _smoother: MouthSmoother = field(default_factory=MouthSmoother)
+
+    def __post_init__(self) -> None:
+        self._vad = VoiceActivity(history_s=self.vad_history_s)
 
     def push(self, samples: np.ndarray) -> None:
         """Append 16 kHz mono float32 samples to the stream."""
@@ -115,7 +121,7 @@ class MouthTracker:
         self._history.truncate(first_dirty)
         # The voice-activity history after the cut is void; its hangover must not
         # keep a mouth open over the silence that follows an interrupt.
-        self._vad = VoiceActivity(self._vad.config)
+        self._vad = VoiceActivity(self._vad.config, history_s=self.vad_history_s)
         self._vad_origin = cut
         self.n_samples = cut
         self._smoother.close_now()

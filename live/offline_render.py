@@ -81,10 +81,15 @@ def analyze_audio(audio: np.ndarray, predictor: MouthPredictor, fps: float = 25.
     tracker = MouthTracker(predictor, timeline)
     audio = np.asarray(audio, dtype=np.float32)
     n_frames = max(1, timeline.frames_covering(len(audio)))
-    tracker.push(audio)
+    shapes: list[MouthShape] = []
+    # Fed a few seconds at a time, as a live stream would be, so the tracker's
+    # memory stays bounded however long the file is.
+    step = 10 * SAMPLE_RATE
+    for start in range(0, len(audio), step):
+        tracker.push(audio[start : start + step])
+        shapes += tracker.take(min(tracker.ready_frames(), n_frames - len(shapes)))
     # The last frames look past the end of the audio: that future is silence.
     tracker.push(np.zeros(max(0, timeline.samples_needed(n_frames - 1) - len(audio)), dtype=np.float32))
-    shapes: list[MouthShape] = []
     while len(shapes) < n_frames:
         shapes += tracker.take(min(_BATCH, n_frames - len(shapes)))
     return MouthTrack(

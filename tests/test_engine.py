@@ -156,3 +156,13 @@ def test_interrupt_drops_queued_audio_and_closes_within_two_frames(predictor, av
     got = np.array([f.shape.as_vector() for f in more[4:-4]])
     ref = offline.shapes[len(frames) + len(after) + 4 : len(frames) + len(after) + len(more) - 4]
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_long_audio_keeps_its_voice_activity(predictor):
+    """A minute-long file (or TTS burst) must not read as silence at its start."""
+    one = speech_with_gaps(("Front_Center",), gaps=(), lead=0.3, tail=0.5).audio
+    audio = np.concatenate([one] * int(np.ceil(75 * SAMPLE_RATE / len(one))))
+    track = analyze_audio(audio, predictor, FPS)
+    first, last = track.speech[: 10 * int(FPS)], track.speech[-10 * int(FPS) :]
+    assert first.mean() > 0.5 and abs(first.mean() - last.mean()) < 0.1
+    assert track.shapes[: 10 * int(FPS), 0].max() > 0.3
