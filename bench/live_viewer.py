@@ -44,9 +44,9 @@ def count_video_instead_of_decoding() -> None:
 
 async def run(url: str, seconds: float, offset_s: float) -> None:
     count_video_instead_of_decoding()
-    speech = np.roll(long_speech(seconds + 20), int(offset_s * 16_000))
+    speech = np.roll(long_speech(60.0), int(offset_s * 16_000))
     client = LipstreamClient(url, frame_fn=lambda f: None)
-    await client.connect(mic=speech)
+    await client.connect(mic=speech, mic_loop=True)
     print(json.dumps({"session_id": client.session_id}), flush=True)
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -33,6 +33,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9 ._-]+")
 _ALLOWED_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi", ".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 _SAFE_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 _CHUNK = 1 << 16
+_KEEP_FINISHED = 100      # finished jobs remembered for GET /avatars/jobs/{id}
 
 
 class UploadTooLarge(Exception):
@@ -92,6 +93,9 @@ class AvatarJobs:
     def submit(self, upload: Path, name: str) -> AvatarJob:
         job = AvatarJob(secrets.token_hex(8), name, upload)
         self.jobs[job.job_id] = job
+        finished = [j for j in self.jobs.values() if j.state in ("done", "failed")]
+        for old in sorted(finished, key=lambda j: j.created)[: max(0, len(finished) - _KEEP_FINISHED)]:
+            del self.jobs[old.job_id]
         task = asyncio.create_task(self._run(job), name=f"avatar-job-{job.job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -56,10 +56,12 @@ class ArrayAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, samples: np.ndarray, sample_rate: int = 16_000, then_silence: bool = True) -> None:
+    def __init__(self, samples: np.ndarray, sample_rate: int = 16_000, then_silence: bool = True,
+                 loop: bool = False) -> None:
         super().__init__()
         self.samples = _resample(np.asarray(samples, dtype=np.float32), sample_rate, MIC_RATE)
         self.then_silence = then_silence
+        self.loop = loop
         self.send_times: list[float] = []
         self._start: float | None = None
         self._k = 0
@@ -74,7 +76,11 @@ class ArrayAudioTrack(MediaStreamTrack):
         if delay > 0:
             await asyncio.sleep(delay)
         lo = self._k * MIC_PIECE
-        chunk = self.samples[lo : lo + MIC_PIECE]
+        if self.loop and len(self.samples) >= MIC_PIECE:
+            at = lo % (len(self.samples) - len(self.samples) % MIC_PIECE)
+            chunk = self.samples[at : at + MIC_PIECE]
+        else:
+            chunk = self.samples[lo : lo + MIC_PIECE]
         if len(chunk) == 0 and not self.then_silence:
             self.stop()
             raise MediaStreamError
@@ -134,6 +140,7 @@ class LipstreamClient:
         avatar: str | None = None,
         mic: np.ndarray | None = None,
         mic_rate: int = 16_000,
+        mic_loop: bool = False,
         receive_audio: bool = True,
         timeout: float = 30.0,
     ) -> str:
@@ -142,7 +149,7 @@ class LipstreamClient:
             self._own_http = True
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         if mic is not None:
-            self.mic = ArrayAudioTrack(mic, mic_rate)
+            self.mic = ArrayAudioTrack(mic, mic_rate, loop=mic_loop)
             t = pc.addTransceiver(self.mic, direction="sendrecv" if receive_audio else "sendonly")
         elif receive_audio:
             t = pc.addTransceiver("audio", direction="recvonly")
