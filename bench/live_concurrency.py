@@ -42,6 +42,35 @@ from tests.webrtc_client import LipstreamClient
 FPS = 25.0
 
 
+def pipeline_cpu_per_frame(seconds: float = 12.0) -> float:
+    """CPU ms per frame of one session's whole worker pipeline (decode excluded), measured
+    in this process on real speech: features, model, render, I420, VP8 and Opus encoding."""
+    import cv2
+    import torch
+
+    from bench.speech import long_speech
+    from live.audio_codec import SpeechEncoder
+    from live.engine import LipSyncSession
+    from live.video_encoder import VideoEncoder
+    from models.avatar import default_avatar
+    from models.mouth_model import MouthPredictor
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    avatar = default_avatar(Path(tempfile.gettempdir()) / "lipstream-bench-avatars")
+    session = LipSyncSession(avatar, MouthPredictor.load())
+    video = VideoEncoder("vp8", avatar.info.width, avatar.info.height, FPS)
+    speech = SpeechEncoder()
+    session.push_audio(long_speech(seconds))
+    n, t0 = 0, time.process_time()
+    while session.pending_frames() > 5:
+        frame = session.next_frame()
+        video.encode(cv2.cvtColor(frame.image, cv2.COLOR_BGR2YUV_I420), n * 3600)
+        speech.encode(frame.audio)
+        n += 1
+    return (time.process_time() - t0) / n * 1000
+
+
 class _Viewer:
     """A bench/live_viewer.py process and its latest report."""
 
@@ -134,6 +163,7 @@ async def main_async(args) -> list[str]:
     finally:
         server.stop()
     n = args.sessions
+    pipeline_ms = pipeline_cpu_per_frame()
     t = {k: np.mean([s["timings_ms"].get(k) or 0.0 for s in res["stats"]]) for k in
          ("decode_ms", "features_ms", "model_ms", "render_ms", "convert_ms", "encode_ms", "cpu_ms")}
     lat = [s["latency_session_ms"] for s in res["stats"]]
@@ -158,6 +188,13 @@ async def main_async(args) -> list[str]:
         f"{server_share * 100:.0f} % = **{(np.mean(res['worker_cpu']) + server_share) * 100:.0f} % of one core**; "
         f"server process total {res['server_cpu'] * 100:.0f} %; the {n} viewer processes (same machine) "
         f"{res['client_cpu'] * 100:.0f} % (VP8 not decoded). Server event-loop lag (last minute, ms): {res['loop_lag']}.",
+        "",
+        f"Measured alone in one process (same machine, same speech), one session's pipeline -- features, model, "
+        f"render, VP8 and Opus encoding -- costs **{pipeline_ms:.1f} ms of CPU per frame = {pipeline_ms * FPS / 10:.0f} % "
+        f"of a core at 25 fps**; {n} sessions need {n * pipeline_ms * FPS / 10:.0f} % of one core plus the server "
+        f"process's networking ({res['server_cpu'] * 100:.0f} % measured above), i.e. "
+        f"{(n * pipeline_ms * FPS / 1000 + res['server_cpu']) / 2 * 100:.0f} % of the two cores. Whether the fps "
+        "above reach 25 therefore depends on what else runs on the machine.",
         "",
         "Where the time goes, per session, in ms per second of video (25 frames); everything but networking runs "
         "in the session's worker process:",

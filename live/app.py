@@ -37,7 +37,9 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=config.max_upload_bytes + (1 << 20))
     app[CONFIG] = config
     app[REGISTRY] = SessionRegistry(config.max_sessions)
-    app[TTS] = TtsService.default(config.piper_voice_files, config.http_tts_url, config.tts_threads)
+    app[TTS] = TtsService.default(
+        config.piper_voice_files, config.http_tts_url, config.tts_threads, config.tts_onnx_threads
+    )
     app[AVATAR_JOBS] = AvatarJobs(config)
     app[LOOP] = LoopMonitor()
 

@@ -54,7 +54,7 @@ class FeedConfig:
     silence_rms: float = 0.006        # ~ -44 dBFS: below this a 10 ms block counts as silence
     max_extra_s: float = 0.030        # mic audio kept beyond the next frame's need before skipping silence
     mic_timeout_s: float = 0.25       # no mic audio for this long: the mic is considered stopped
-    max_mic_backlog_s: float = 2.0    # hard bound: older mic audio is dropped (speech or not)
+    max_mic_backlog_s: float = 0.6    # hard bound (overload): older mic audio is dropped, speech or not
 
 
 @dataclass

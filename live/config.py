@@ -33,6 +33,7 @@ class ServerConfig:
     jitter_margin_s: float = 0.015       # how long a frame may wait for late mic audio
     stats_interval_s: float = 1.0        # SSE "stats" period
     tts_threads: int = 2                 # synthesis runs in this many executor threads
+    tts_onnx_threads: int | None = 1     # piper's ONNX threads per synthesis (None: all cores)
     preload_default_avatar: bool = True  # build the default avatar at start-up, not on first connect
     video_codec: str = "VP8"             # preferred codec; VP8 costs ~4x less CPU than H.264 here
     mouth_checkpoint: Path | None = None   # default: checkpoints/mouth_net.pt

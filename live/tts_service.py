@@ -67,10 +67,13 @@ class Synthesizer(Protocol):
 class PiperSynthesizer:
     engine = "piper"
 
-    def __init__(self, voice_files: Sequence[Path] = ()) -> None:
+    def __init__(self, voice_files: Sequence[Path] = (), threads: int | None = 1) -> None:
         from tts import piper_voice
 
         self._piper = piper_voice
+        # One ONNX thread: spinning thread pools lose badly when the renderers keep the
+        # cores busy, and a second thread would be taken from the live sessions.
+        self.threads = threads
         self._files = {Path(p).stem: Path(p) for p in voice_files}
         self._builtin = set(piper_voice.voices())
 
@@ -85,14 +88,14 @@ class PiperSynthesizer:
     def synthesize(self, text: str, voice: str) -> np.ndarray:
         target = str(self._files[voice]) if voice in self._files else voice
         try:
-            return self._piper.synthesize(text, target)
+            return self._piper.synthesize(text, target, threads=self.threads)
         except ValueError as e:
             raise TtsError(str(e)) from e
 
     def warm_up(self) -> None:
         """Load the default voice now (a second or two) instead of on the first ``say``."""
         if self._builtin:
-            self._piper.synthesize("Hi.", self._piper.DEFAULT_VOICE)
+            self._piper.synthesize("Hi.", self._piper.DEFAULT_VOICE, threads=self.threads)
 
 
 class EspeakSynthesizer:
@@ -183,11 +186,15 @@ class TtsService:
 
     @classmethod
     def default(
-        cls, piper_voice_files: Sequence[Path] = (), http_url: str | None = None, threads: int = 2
+        cls,
+        piper_voice_files: Sequence[Path] = (),
+        http_url: str | None = None,
+        threads: int = 2,
+        onnx_threads: int | None = 1,
     ) -> "TtsService":
         engines: list[Synthesizer] = []
         try:
-            engines.append(PiperSynthesizer(piper_voice_files))
+            engines.append(PiperSynthesizer(piper_voice_files, onnx_threads))
         except ImportError:
             pass
         try:
