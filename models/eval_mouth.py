@@ -27,7 +27,6 @@ import numpy as np
 from live.feature_window import LOOKAHEAD_S, window_for
 from live.mel_stream import log_mel
 from models.mouth_model import DEFAULT_CHECKPOINT, MouthModelError, MouthPredictor
-from models.mouth_shape import VISEMES
 from models.phonemes import AlignedUtterance
 from models.visemes import COARSE_GROUPS, COARSE_OF_VISEME, PP, SIL, frame_targets, phone_visemes
 
@@ -183,8 +182,12 @@ def write_report(results: list[UtteranceResult], pred: MouthPredictor, checkpoin
     minutes = sum(r.utt.duration for r in results) / 60
     meta = pred.meta
     corpus = meta.get("corpus", {})
-    train_voices = sorted(corpus.get("train_minutes_by_voice", {}))
-    train_minutes = sum(corpus.get("train_minutes_by_voice", {}).values())
+    by_voice = corpus.get("train_minutes_by_voice", {})
+    train_minutes = sum(by_voice.values())
+    engines: dict[str, list[float]] = {}
+    for voice, mins in by_voice.items():
+        engines.setdefault(voice.split("/")[0], []).append(mins)
+    engine_text = ", ".join(f"{e} ({len(v)} voice{'s' if len(v) > 1 else ''}, {sum(v):.1f} min)" for e, v in sorted(engines.items()))
     cm = confusion(results)
 
     lines = [
@@ -202,7 +205,7 @@ def write_report(results: list[UtteranceResult], pred: MouthPredictor, checkpoin
         "none of it was used in training or model selection.",
         f"* **Training corpus**: {corpus.get('train_utterances', '?')} synthetic utterances "
         f"({train_minutes:.1f} min before augmentation, {meta.get('variants_per_utterance', '?')} versions each) "
-        f"from {len(train_voices)} TTS voices: {', '.join(train_voices[:12])}{' …' if len(train_voices) > 12 else ''}. "
+        f"from {len(by_voice)} TTS voices and languages: {engine_text}. "
         f"Validation voices held out: {', '.join(meta.get('held_out_voices', [])) or 'none'}.",
         "* **Targets** come from the aligned phones through `models.visemes.frame_targets` (the training "
         "labels' definition), evaluated every 10 ms with the live engine's window "
@@ -226,7 +229,7 @@ def write_report(results: list[UtteranceResult], pred: MouthPredictor, checkpoin
         f"| {_fmt(m['baseline_openness_corr'], False)} |",
         f"| openness mean absolute error | {_fmt(m['openness_mae'], False)} | |",
         f"| width correlation with target | {_fmt(m['width_corr'], False)} | |",
-        f"| lag of predicted vs target openness (cross-correlation peak; > 0 = late) "
+        f"| lag of predicted vs target openness (cross-correlation peak, 10 ms steps; > 0 = late) "
         f"| {m['lag_ms']:+.0f} ms | {m['baseline_lag_ms']:+.0f} ms |",
         "",
         "### Per recording source",

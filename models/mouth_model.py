@@ -78,9 +78,9 @@ def feature_probe() -> np.ndarray:
 class MouthNetConfig:
     n_mels: int = 80
     frames: int = WINDOW_FRAMES
-    channels: int = 96     # first conv: local spectro-temporal patterns (formant moves, bursts)
-    channels2: int = 64    # second conv halves the time axis
-    hidden: int = 128
+    channels: int = 128    # first conv: local spectro-temporal patterns (formant moves, bursts)
+    channels2: int = 96    # second conv halves the time axis
+    hidden: int = 192
     dropout: float = 0.1
 
 
@@ -211,7 +211,7 @@ class MouthPredictor:
         self._run = _frozen(self.net)
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, threads: int | None = 1) -> "MouthPredictor":
+    def load(cls, path: Path | str | None = None, *, threads: int | None = 1) -> MouthPredictor:
         """Load a checkpoint (default ``checkpoints/mouth_net.pt``).
 
         ``threads=1`` (the default) pins torch's intra-op pool to one thread: at

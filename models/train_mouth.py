@@ -49,13 +49,12 @@ from models.mouth_model import (
     n_params,
     save_checkpoint,
 )
-from models.mouth_shape import N_VISEMES
 from models.phonemes import AlignedUtterance, PhoneSpan
 from models.visemes import COARSE_OF_VISEME, PP, SIL, frame_targets, is_known
 
 FRAME_STEP_S = HOP / SAMPLE_RATE          # one window per mel hop (12.5 ms)
 CLOSED_TARGET = -0.5 * OPEN_MARGIN       # raw-openness target for "lips together"
-CLOSURE_WEIGHT = 3.0                      # /p b m/ closures are rare but must not be missed
+CLOSURE_WEIGHT = 5.0                      # /p b m/ closures are rare but must not be missed
 PAD = WINDOW_FRAMES                       # silence columns around each utterance
 VAL_WINDOWS = 20_000                      # validation passes stay cheap
 
@@ -84,7 +83,7 @@ class FrameSet:
     def __len__(self) -> int:
         return len(self.ends)
 
-    def every(self, k: int) -> "FrameSet":
+    def every(self, k: int) -> FrameSet:
         """Every k-th window (validation needs many utterances, not every hop of each)."""
         sl = slice(None, None, max(1, k))
         return FrameSet(self.mels, self.ends[sl], self.visemes[sl], self.shapes[sl], self.weights[sl], self.sources[sl])
@@ -97,7 +96,7 @@ class FrameSet:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "FrameSet":
+    def load(cls, path: Path) -> FrameSet:
         with np.load(path) as z:
             return cls(z["mels"], z["ends"], z["visemes"], z["shapes"], z["weights"], [str(x) for x in z["sources"]])
 
@@ -144,29 +143,30 @@ FRAMESET_VERSION = 1  # bump when windows or targets are computed differently
 def cache_key(manifest: dict, train: list[AlignedUtterance], val: list[AlignedUtterance], variants: int, seed: int) -> str:
     import hashlib
 
-    from models.visemes import BLEND_HALF_S, LONG_SILENCE_S, VISEME_SHAPES
-
+    # the label and augmentation code itself is part of the key: a changed table
+    # or op must never be trained on stale windows
+    here = Path(__file__).resolve().parent
+    code = [hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "" for p in (here / "visemes.py", here / "augment.py")]
     blob = json.dumps([
         FRAMESET_VERSION, feature_hash(), manifest.get("updated"), len(train), len(val), variants, seed,
-        sorted({u.source for u in val}), BLEND_HALF_S, LONG_SILENCE_S, VISEME_SHAPES.round(4).tolist(),
-        [u.text for u in train[:50]],
+        sorted({u.source for u in val}), code, [u.text for u in train[:50]],
     ])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def cached_frameset(cache: Path | None, name: str, build) -> FrameSet:
+def cached_frameset(cache: Path | None, name: str, build) -> tuple[FrameSet, bool]:
     """Building windows (augmentation above all) takes minutes; reuse an identical build."""
     path = cache / f"{name}.npz" if cache else None
     if path is not None and path.exists():
         try:
             print(f"reusing {path}")
-            return FrameSet.load(path)
+            return FrameSet.load(path), True
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache file is rebuilt
     fs = build()
     if path is not None:
         fs.save(path)
-    return fs
+    return fs, False
 
 
 def augmentation_available() -> bool:
@@ -413,9 +413,9 @@ def train(cfg: TrainConfig) -> dict:
         print("warning: models.augment is not available; training on clean audio only", file=sys.stderr)
         variants = val_variants = 1
     key = cache_key(manifest, train_utts, val_utts, variants, cfg.seed)
-    train_set = cached_frameset(cfg.cache, f"train-{key}", lambda: build_frameset(
+    train_set, reused = cached_frameset(cfg.cache, f"train-{key}", lambda: build_frameset(
         train_utts, variants, cfg.seed, cfg.workers, "train windows"))
-    val_set = cached_frameset(cfg.cache, f"val-{key}", lambda: build_frameset(
+    val_set, _ = cached_frameset(cfg.cache, f"val-{key}", lambda: build_frameset(
         val_utts, val_variants, cfg.seed + 7, cfg.workers, "val windows"))
     val_set = val_set.every(math.ceil(len(val_set) / VAL_WINDOWS))
     for fs in (train_set, val_set):
@@ -469,6 +469,7 @@ def train(cfg: TrainConfig) -> dict:
         "closure_weight": cfg.closure_weight,
         "net_config": asdict(cfg.net),
         "wall_minutes": round(wall / 60, 1),
+        "windows_reused_from_cache": reused,  # then wall time excludes building them
         "machine": f"{os.cpu_count()} cpu, {platform.processor() or platform.machine()}, torch {torch.__version__}",
         "params": n_params(net),
         "feature_hash": feature_hash(),
