@@ -28,7 +28,10 @@ from live.audio_io import load_audio
 from live.mel_stream import SAMPLE_RATE
 from live.vad import speech_mask
 
-CLOSED_BELOW = 0.08      # measured openness under which lips count as together
+# Measured openness under which lips count as together.  Calibrated by eye on rendered
+# closed lips of the default avatar: FaceMesh reads them at 0.04-0.07 on most head poses
+# of the idle loop and up to 0.10 on a few (about 2 px of landmark noise at 512 px).
+CLOSED_BELOW = 0.10
 # A phrase "clearly opens" the mouth if it peaks above this: three times the level
 # FaceMesh reads on rendered closed lips (~0.05), a gap of several pixels at 512 px.
 OPEN_ABOVE = 0.15
