@@ -16,6 +16,8 @@ own section.  Inputs are generated once into data/bench/studio_batch/.
 
 from __future__ import annotations
 
+from bench.report import cpu_model, replace_section
+
 import argparse
 import asyncio
 import datetime as dt
@@ -168,7 +170,7 @@ def summarize(out: dict, n: int, seconds: float, side: int, load: float) -> list
     ok = snap["counts"]["done"] == n
     target = wall <= 90.0 * (n * seconds) / 300.0
     lines = [
-        f"- machine: {os.cpu_count()} cores, {_cpu_model()}, Python {platform.python_version()}; "
+        f"- machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
         f"date {dt.date.today().isoformat()}; load average at start {load:.1f} (shared box: absolute times are noisy)",
         f"- batch: {n} x {seconds:g} s {side}x{side} videos (distinct faces, each prepared) + one {seconds:g} s "
         f"speech audio; {snap['counts']['done']} done, {snap['counts']['failed']} failed",
@@ -221,26 +223,6 @@ def _cold_start(log: list[str]) -> float:
     return max(0.0, _stamp(done[0]) - _stamp(started[0]) - _field(done[0], "seconds"))
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def record(lines: list[str]) -> None:
-    """Replace this script's section of BENCHMARKS.md, leaving the others as they are."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    body = f"{SECTION}\n\n" + "\n".join(lines) + "\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: body + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=10)
@@ -263,7 +245,7 @@ def main() -> None:
     lines = summarize(out, args.videos, args.seconds, args.size, load)
     print("\n".join(lines))
     if not args.no_record:
-        record(lines)
+        replace_section(SECTION, lines)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,8 @@ def test_interrupt_drops_queued_audio_and_closes_within_two_frames(predictor, av
     offline = analyze_audio(played, predictor, FPS)
     got = np.array([f.shape.as_vector() for f in more[4:-4]])
     ref = offline.shapes[len(frames) + len(after) + 4 : len(frames) + len(after) + len(more) - 4]
-    np.testing.assert_allclose(got, ref, atol=1e-4)
+    # The reference hears the int16 audio that was played, the session heard floats.
+    np.testing.assert_allclose(got, ref, atol=2e-3)
 
 
 def test_long_audio_keeps_its_voice_activity(predictor):
