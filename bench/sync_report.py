@@ -200,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     figures = sync_figures(args.video, audio)
     phones = None
     if args.text:
-        from models.real_speech import align_phones
+        from models.real_speech import Aligner, RealSpeechError
 
-        phones = align_phones(audio, args.text)
+        try:
+            phones = Aligner().align(audio, args.text)
+        except RealSpeechError as exc:
+            print(f"warning: no phones on the plot: {exc}", file=sys.stderr)
     png = args.png or args.video.with_suffix(".sync.png")
     draw(figures, audio, png, phones)
     print(f"lag (mouth after audio): {figures.lag_frames:+d} frames (r = {figures.lag_correlation:.2f})")
