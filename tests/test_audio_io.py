@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -164,12 +167,33 @@ def test_missing_directory_and_empty_inputs(tmp_path: Path) -> None:
         load_audio(tmp_path / "zero.wav")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+_LOAD_IN_CHILD = """
+import sys
+from live.audio_io import AudioDecodeError, load_audio
+try:
+    load_audio(sys.argv[1])
+except AudioDecodeError as e:
+    print(e)
+    sys.exit(3)
+"""
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "locked.wav", tone(440, 0.1))
     path.chmod(0)
-    with pytest.raises(AudioDecodeError, match="permission"):
-        load_audio(path)
+    if os.geteuid() != 0:
+        with pytest.raises(AudioDecodeError, match="permission"):
+            load_audio(path)
+        return
+    # Root reads any file whatever its mode; a child without the capabilities that
+    # override file modes meets the permission error a normal user would.
+    proc = subprocess.run(
+        ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+         sys.executable, "-c", _LOAD_IN_CHILD, str(path)],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert re.search("permission", proc.stdout), proc.stdout
 
 
 def test_garbage_and_damaged_files_are_clear_errors(tmp_path: Path) -> None:
