@@ -130,12 +130,16 @@ def build_utterance(
 
 
 def boundaries_to_raw(symbols: list[str], ends: list[float], start: float = 0.0) -> list[RawPhone]:
-    """(symbol, end time) lists, as flite/festival print them, -> RawPhone spans."""
+    """(symbol, end time) lists, as flite/festival print them, -> RawPhone spans.
+
+    Each phone starts where the previous one ended; an end time that goes
+    backwards never moves the next start back.
+    """
     raw = []
     t = start
     for sym, end in zip(symbols, ends):
         raw.append(RawPhone(sym, t, end))
-        t = end
+        t = max(t, end)
     return raw
 
 

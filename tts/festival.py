@@ -25,6 +25,7 @@ from tts.alignment import (
     PAUSE,
     RawPhone,
     SpeechError,
+    boundaries_to_raw,
     build_utterance,
     check_range,
     check_text,
@@ -54,8 +55,8 @@ def scheme_string(text: str) -> str:
 
 def parse_segs(content: str) -> list[RawPhone]:
     """utt.save.segs output (``#`` header, then ``end stress phone``) -> spans."""
-    raw: list[RawPhone] = []
-    t = 0.0
+    symbols: list[str] = []
+    ends: list[float] = []
     body = content.split("#", 1)[1] if "#" in content else content
     for line in body.splitlines():
         parts = line.split()
@@ -65,10 +66,9 @@ def parse_segs(content: str) -> list[RawPhone]:
             end = float(parts[0])
         except ValueError:
             continue
-        phone = parts[2]
-        raw.append(RawPhone(PAUSE if phone in ("pau", "h#") else phone, t, end))
-        t = max(t, end)
-    return raw
+        symbols.append(PAUSE if parts[2] in ("pau", "h#") else parts[2])
+        ends.append(end)
+    return boundaries_to_raw(symbols, ends)
 
 
 def synthesize_aligned(

@@ -24,6 +24,7 @@ from tts.alignment import (
     PAUSE,
     RawPhone,
     SpeechError,
+    boundaries_to_raw,
     build_utterance,
     check_range,
     check_text,
@@ -48,8 +49,8 @@ def voices() -> list[str]:
 
 def parse_psdur(stdout: str) -> list[RawPhone]:
     """``pau:0.164 hh:0.255 ...`` -> spans (times are cumulative end times)."""
-    raw: list[RawPhone] = []
-    t = 0.0
+    symbols: list[str] = []
+    ends: list[float] = []
     for token in stdout.split():
         phone, sep, end = token.rpartition(":")
         if not sep:
@@ -58,9 +59,9 @@ def parse_psdur(stdout: str) -> list[RawPhone]:
             end_s = float(end)
         except ValueError:
             continue
-        raw.append(RawPhone(PAUSE if phone in _PAUSES else phone, t, end_s))
-        t = max(t, end_s)
-    return raw
+        symbols.append(PAUSE if phone in _PAUSES else phone)
+        ends.append(end_s)
+    return boundaries_to_raw(symbols, ends)
 
 
 def synthesize_aligned(
