@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from live.feature_window import WINDOW_FRAMES, last_frame_for, window_for
-from live.mel_stream import HOP, MAX_ABS_VALUE, N_MELS, MelStream
+from live.feature_window import LOOKAHEAD_SAMPLES, WINDOW_FRAMES, last_frame_for, window_for
+from live.mel_stream import HOP, MAX_ABS_VALUE, N_MELS, SAMPLE_RATE, MelStream
 from live.mouth_smoother import MouthSmoother
 from live.timeline import Timeline
 from live.vad import VoiceActivity
@@ -76,17 +76,25 @@ class MouthTracker:
         self.n_samples += len(x)
 
     def ready_frames(self) -> int:
-        """How many frames can be computed now without padding."""
-        n = 0
-        while self.timeline.samples_needed(self.next_frame + n) <= self.n_samples:
-            n += 1
-        return n
+        """How many frames can be computed now without padding.
+
+        Called for every frame, with up to minutes of TTS audio queued, so the first
+        frame that is not ready is found from an estimate (samples_needed grows by one
+        frame of audio per frame) and corrected for rounding, not by counting up.
+        """
+        tl, have = self.timeline, self.n_samples
+        i = max(self.next_frame, int((have - LOOKAHEAD_SAMPLES) * tl.fps / SAMPLE_RATE))
+        while i > self.next_frame and tl.samples_needed(i - 1) > have:
+            i -= 1
+        while tl.samples_needed(i) <= have:
+            i += 1
+        return i - self.next_frame
 
     def take(self, n: int) -> list[MouthShape]:
         """Mouth shapes for the next ``n`` frames (all must be ready), batched through the model."""
         if n <= 0:
             return []
-        if n > self.ready_frames():
+        if self.timeline.samples_needed(self.next_frame + n - 1) > self.n_samples:
             raise ValueError(f"{n} frames requested but only {self.ready_frames()} are ready")
         frames = range(self.next_frame, self.next_frame + n)
         moments = [self.timeline.moment(i) for i in frames]
