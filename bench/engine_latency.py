@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ CHUNK = 320  # 20 ms, the WebRTC audio packet size
 def run(seconds: float, fps: float = 25.0) -> list[str]:
     torch.set_num_threads(1)
     audio = long_speech(seconds)
-    avatar = default_avatar(__import__("pathlib").Path("data/avatars"))
+    avatar = default_avatar(Path("data/avatars"))
     session = LipSyncSession(avatar, MouthPredictor.load(), EngineConfig(fps=fps))
     timeline = session.timeline
     arrival = lambda sample: (np.ceil(sample / CHUNK) * CHUNK) / SAMPLE_RATE  # noqa: E731
