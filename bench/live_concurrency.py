@@ -83,7 +83,7 @@ class _Viewer:
     @classmethod
     async def start(cls, url: str, offset_s: float, timeout: float = 120.0) -> "_Viewer":
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.live_viewer", url, "--seconds", "3600", "--offset-s", str(offset_s),
+            "nice", "-n", "10", sys.executable, "-m", "bench.live_viewer", url, "--seconds", "3600", "--offset-s", str(offset_s),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )
         viewer = cls(proc)

@@ -8,7 +8,9 @@ sessions, instead of contending for the server's GIL.
 
 * ``MicDecoder``: one Opus payload (20 ms, any channel count) -> 16 kHz mono float32.
 * ``SpeechEncoder``: a frame's 16 kHz int16 audio -> the 20 ms Opus packets it
-  completes, at 48 kHz (see ``live.upsampler``), numbered continuously from 0.
+  completes.  libopus takes the 16 kHz samples as they are (the packets decode at
+  48 kHz like any others; RTP timestamps come from ``live.media_clock``), so no
+  resampler runs and no packet is held back waiting for future samples.
 * ``silence_packet()``: what replaces queued packets when an interrupt silences them.
 """
 
@@ -21,11 +23,11 @@ import av
 import numpy as np
 
 from live.audio_io import StreamResampler
-from live.upsampler import Upsampler3
 
-OPUS_RATE = 48_000
-PACKET_SAMPLES = OPUS_RATE // 50    # 20 ms
-OPUS_TIME_BASE = Fraction(1, OPUS_RATE)
+OPUS_RATE = 48_000                  # what a decoder outputs, whatever the encoder was fed
+SPEECH_RATE = 16_000                # what the encoder is fed: the engine's own rate
+PACKET_SAMPLES = SPEECH_RATE // 50  # 20 ms
+SPEECH_TIME_BASE = Fraction(1, SPEECH_RATE)
 SPEECH_BITRATE = 32_000             # plenty for one voice; keeps the stream small
 
 
@@ -48,11 +50,11 @@ class MicDecoder:
 
 def _opus_encoder() -> av.AudioCodecContext:
     codec = av.CodecContext.create("libopus", "w")
-    codec.sample_rate = OPUS_RATE
+    codec.sample_rate = SPEECH_RATE
     codec.layout = "mono"
     codec.format = "s16"
     codec.bit_rate = SPEECH_BITRATE
-    codec.time_base = OPUS_TIME_BASE
+    codec.time_base = SPEECH_TIME_BASE
     # Complexity 5 of 10: half the encoder's CPU, speech quality still transparent at 32 kbps.
     codec.options = {"application": "voip", "compression_level": "5"}
     return codec
@@ -60,27 +62,26 @@ def _opus_encoder() -> av.AudioCodecContext:
 
 def _frame(pcm: np.ndarray) -> av.AudioFrame:
     frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
-    frame.sample_rate = OPUS_RATE
+    frame.sample_rate = SPEECH_RATE
     return frame
 
 
 class SpeechEncoder:
     def __init__(self) -> None:
         self._codec = _opus_encoder()
-        self._upsampler = Upsampler3()
-        self._pending = np.zeros(0, np.float32)
+        self._pending = np.zeros(0, np.int16)
         self.packets_out = 0
 
     def encode(self, audio16k: np.ndarray) -> list[bytes]:
         """int16 (or float) 16 kHz samples -> the Opus packets they complete (in order)."""
-        x = np.asarray(audio16k)
-        x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
-        self._pending = np.concatenate([self._pending, self._upsampler.push(x)])
+        x = np.asarray(audio16k).reshape(-1)
+        if x.dtype != np.int16:
+            x = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+        self._pending = np.concatenate([self._pending, x])
         out = []
         while len(self._pending) >= PACKET_SAMPLES:
-            piece, self._pending = self._pending[:PACKET_SAMPLES], self._pending[PACKET_SAMPLES:]
-            pcm = np.clip(np.round(piece * 32768.0), -32768, 32767).astype(np.int16)
-            frame = _frame(pcm)
+            pcm, self._pending = self._pending[:PACKET_SAMPLES], self._pending[PACKET_SAMPLES:]
+            frame = _frame(np.ascontiguousarray(pcm))
             frame.pts = self.packets_out * PACKET_SAMPLES
             out += [bytes(p) for p in self._codec.encode(frame)]
             self.packets_out += 1

@@ -143,44 +143,6 @@ def test_speech_encoder_makes_one_packet_per_20ms_that_decodes_back():
     assert np.abs(dec.decode(silence_packet())).max() < 1e-3   # ...then it is silent
 
 
-def test_upsampler_is_exact_3x_causal_and_band_limited():
-    from live.upsampler import DELAY_S, Upsampler3
-
-    t = np.arange(16_000) / 16_000
-    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
-    up = Upsampler3()
-    out = np.concatenate([up.push(tone[k : k + 320]) for k in range(0, len(tone), 320)])
-    assert len(out) == 3 * len(tone)
-    t48 = np.arange(len(out)) / 48_000 - DELAY_S
-    ref = np.sin(2 * np.pi * 1000 * t48)
-    assert np.abs(out[4800:] - ref[4800:]).max() < 0.02      # a 1 kHz tone, delayed by 0.5 ms only
-    spec = np.abs(np.fft.rfft(out[4800:4800 + 38400] * np.hanning(38400)))
-    freqs = np.fft.rfftfreq(38400, 1 / 48_000)
-    assert spec[freqs > 9000].max() < 1e-3 * spec.max()      # no images above the input band
-
-
-async def test_video_track_stamps_pts_and_restarts_from_a_keyframe_when_the_sender_is_stuck():
-    import av
-
-    from live.tracks import MAX_VIDEO_QUEUE
-
-    clock = MediaClock(25.0)
-    clock.begin()
-    left, keyframes = [], []
-    track = AvatarVideoTrack(clock, on_leave=lambda i, t: left.append(i), on_overflow=lambda: keyframes.append(1))
-    track.put(7, av.Packet(b"frame7"))
-    packet = await track.recv()
-    assert packet.pts == 7 * 3600 and packet.time_base == Fraction(1, 90_000) and left == [7]
-    for i in range(8, 8 + MAX_VIDEO_QUEUE + 1):
-        track.put(i, av.Packet(b"x"))
-    # Encoded frames depend on each other: all are dropped and a keyframe is asked for.
-    assert track.frames_dropped == MAX_VIDEO_QUEUE + 1 and keyframes == [1]
-    track.stop()
-
-
-# -- speech ------------------------------------------------------------------------
-
-
 def test_sentences_split_and_a_long_first_sentence_starts_with_a_clause():
     assert split_sentences("Hello there. How are you?  Fine!") == ["Hello there.", "How are you?", "Fine!"]
     long = "Although the weather was terrible all week, we still went out to the lake and swam. Then home."
@@ -260,3 +222,20 @@ async def test_event_hub_fans_out_and_bounds_slow_subscribers():
     assert [e.kind for e in hub.history] == ["speech_start"]
     late = hub.subscribe()
     assert await asyncio.wait_for(late.get(), 1) is None
+
+
+def test_video_encoder_follows_the_bandwidth_estimate_down_but_never_above_its_ceiling():
+    from live.video_encoder import VideoEncoder, default_bitrate
+
+    frame = np.full((768, 512), 128, np.uint8)
+    enc = VideoEncoder("vp8", 512, 512, 25.0)
+    assert enc.bitrate == enc.ceiling == default_bitrate(512, 512)
+    first = enc.encode(frame, 0)
+    assert first and not enc.will_send_keyframe
+    enc.set_bitrate(1_500_000)                 # a good link: REMB climbs; the rate stays put
+    assert enc.bitrate == enc.ceiling and not enc.will_send_keyframe
+    enc.set_bitrate(300_000)                   # a congested one: follow it down (a new keyframe)
+    assert enc.bitrate == 300_000 and enc.will_send_keyframe
+    assert enc.encode(frame, 3600)
+    enc.set_bitrate(10_000)
+    assert enc.bitrate >= 200_000              # never below a usable minimum

@@ -143,13 +143,14 @@ class LipstreamClient:
         mic_loop: bool = False,
         receive_audio: bool = True,
         timeout: float = 30.0,
+        mic_track: MediaStreamTrack | None = None,
     ) -> str:
         if self.http is None:
             self.http = aiohttp.ClientSession()
             self._own_http = True
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        if mic is not None:
-            self.mic = ArrayAudioTrack(mic, mic_rate, loop=mic_loop)
+        if mic is not None or mic_track is not None:
+            self.mic = mic_track if mic_track is not None else ArrayAudioTrack(mic, mic_rate, loop=mic_loop)
             t = pc.addTransceiver(self.mic, direction="sendrecv" if receive_audio else "sendonly")
         elif receive_audio:
             t = pc.addTransceiver("audio", direction="recvonly")
