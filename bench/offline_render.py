@@ -41,7 +41,7 @@ def run(seconds: float, out_dir: Path) -> list[str]:
     n = stats.frames
     return [
         f"{seconds:.0f} s of real speech (pocketsphinx-testdata + ALSA prompts) on the default avatar "
-        f"{avatar.info.width}x{avatar.info.height}, {n} frames, H.264 veryfast crf 20 + AAC.",
+        f"{avatar.info.width}x{avatar.info.height}, {n} frames, H.264 superfast crf 20 + AAC.",
         "",
         "| figure | value |",
         "|---|---|",

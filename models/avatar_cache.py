@@ -11,7 +11,7 @@
         face_boxes.npy       (n, 4) float32 x0, y0, x1, y1 around the landmarks, smoothed
         face_sizes.npy       (n,) float32 outer-eye-corner distance in px (detail hint)
         mouth_features.npy   (n, 3) float32 openness, width, rounding
-        face_found.npy       (n,) bool, False where landmarks were interpolated
+        face_found.npy       (n,) bool, False where the face was missing (landmarks filled in)
         loop_order.npy       (m,) int32 frame order of the idle loop
 
 A directory is built under a temporary name and renamed into place, so readers

@@ -321,16 +321,18 @@ def _vertical_close(u: np.ndarray, v: np.ndarray, c: LipCurves, pose: MouthPose)
 
 def _knot_interp(v: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per-point interpolation through 7 knots; smoothstep per segment, linear in the gap."""
+    shape = v.shape
+    v = v.reshape(-1)
+    knots, values = knots.reshape(len(knots), -1), values.reshape(len(values), -1)
     k = np.clip((v[None] >= knots).sum(axis=0) - 1, 0, len(knots) - 2)
-    lo = np.take_along_axis(knots, k[None], 0)[0]
-    hi = np.take_along_axis(knots, k[None] + 1, 0)[0]
-    a = np.take_along_axis(values, k[None], 0)[0]
-    b = np.take_along_axis(values, k[None] + 1, 0)[0]
+    col = np.arange(v.size)
+    lo, hi = knots[k, col], knots[k + 1, col]
+    a, b = values[k, col], values[k + 1, col]
     t = np.clip((v - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
-    t = np.where(k == 2, t, _smoothstep(t))  # segment 2 is the cavity: keep it linear
+    t = np.where(k == 2, t, t * t * (3.0 - 2.0 * t))  # segment 2 is the cavity: keep it linear
     d = a + (b - a) * t
     inside = (v >= knots[0]) & (v <= knots[-1])
-    return np.where(inside, d, 0.0).astype(np.float32)
+    return np.where(inside, d, 0.0).astype(np.float32).reshape(shape)
 
 
 def displacement(u: np.ndarray, v: np.ndarray, c: LipCurves,
@@ -458,9 +460,8 @@ def _finish_closed_lips(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose,
     lum = region.mean(axis=2)
     lip_l = float(pal.lip.mean())
     lit = _smoothstep((lum - 0.75 * lip_l) / (0.2 * lip_l))
-    sigma = max(1.0, POCKET_BLUR * plan.frame.s)
-    den = cv2.GaussianBlur(lit, (0, 0), sigma)[..., None]
-    near = cv2.GaussianBlur(region * lit[..., None], (0, 0), sigma)
+    den, near = _wide_blur(lit, region * lit[..., None], max(1.0, POCKET_BLUR * plan.frame.s))
+    den = den[..., None]
     near = np.where(den > 0.05, near / np.maximum(den, 1e-3), pal.lip)
     near_l = near.mean(axis=2)
     lift = POCKET_LIFT * pocket * _smoothstep((0.97 * near_l - lum) / (0.2 * near_l + 1e-3))
@@ -469,6 +470,21 @@ def _finish_closed_lips(roi: np.ndarray, plan: PhotoMouthPlan, pose: MouthPose,
     along = (1.0 - 0.5 * _smoothstep((x - 0.6) / 0.4)) * (1.0 - _smoothstep((x_out - 0.92) / 0.12))
     shade = 1.0 - SEAM_DARK * strength * along * np.exp(-0.5 * ((v - line) / sigma) ** 2)
     roi[ly0:ly1, lx0:lx1] = np.clip(region * shade[..., None] + 0.5, 0, 255).astype(np.uint8)
+
+
+def _wide_blur(a: np.ndarray, b: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian blurs of two same-size float images.  Wide ones (they only estimate the
+    colour around a pocket) run at half resolution: a quarter of the pixels and half
+    the kernel, for a result within a grey level of the full-size blur."""
+    if sigma < 3.0:
+        return cv2.GaussianBlur(a, (0, 0), sigma), cv2.GaussianBlur(b, (0, 0), sigma)
+    h, w = a.shape[:2]
+    half = ((w + 1) // 2, (h + 1) // 2)
+    out = []
+    for img in (a, b):
+        small = cv2.GaussianBlur(cv2.resize(img, half, interpolation=cv2.INTER_AREA), (0, 0), sigma / 2)
+        out.append(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
+    return out[0], out[1]
 
 
 def _seam_line(u: np.ndarray, c: LipCurves, pose: MouthPose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

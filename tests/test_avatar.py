@@ -352,3 +352,24 @@ def test_unknown_id_is_not_found(tmp_path):
     with pytest.raises(AvatarNotFoundError, match="no prepared avatar"):
         load_avatar("0123456789abcdef", tmp_path)
     assert list_avatars(tmp_path / "nowhere") == []
+
+
+def test_facemesh_measures_every_other_frame_after_warm_up_and_the_rest_are_interpolated(
+        media, cache_root, monkeypatch):
+    import models.avatar as avatar_mod
+    from models.face_landmarks import FaceTracker
+
+    calls = []
+    real_track = FaceTracker.track
+    monkeypatch.setattr(FaceTracker, "track", lambda self, image: calls.append(1) or real_track(self, image))
+    n = 40
+    frames = [canvas_with_face(320, 240, 200, 40 + 1.5 * i, 10 + 0.5 * i) for i in range(n)]
+    info = prepare_avatar(write_video(media / "stride.mp4", frames, 25), cache_root)
+    avatar = load_avatar(info.avatar_id, cache_root)
+    warm = avatar_mod.MESH_WARMUP
+    assert len(calls) == warm + (n - warm + 1) // avatar_mod.MESH_EVERY
+    assert avatar.face_found.all() and not [w for w in info.warnings if "no face" in w]
+    # An interpolated frame sits between its measured neighbours (the face moves steadily).
+    k = warm + 1
+    mid = 0.5 * (avatar.landmarks[k - 1] + avatar.landmarks[k + 1])
+    assert np.abs(avatar.landmarks[k] - mid).max() < 1.0
