@@ -147,13 +147,15 @@ def _duration_seconds(container) -> float:
 
 
 def folder_bytes(folder: Path) -> int:
+    """Bytes in the files under ``folder``.  Workers create and rename directories
+    while this walks (an avatar's work folder is published by a rename), so whatever
+    vanishes mid-walk is skipped instead of failing the request."""
     total = 0
-    if folder.exists():
-        for p in folder.rglob("*"):
+    for root, _dirs, files in os.walk(folder, onerror=lambda _exc: None):
+        for name in files:
             try:
-                if p.is_file():
-                    total += p.stat().st_size
-            except FileNotFoundError:  # removed while we walked
+                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
+            except FileNotFoundError:
                 pass
     return total
 

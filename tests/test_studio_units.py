@@ -266,3 +266,26 @@ def test_paths_layout(tmp_path):
     with pytest.raises(ValueError):
         StudioConfig(fps=0)
     assert StudioConfig().worker_count() >= 1
+
+
+def test_folder_bytes_sums_files_and_survives_folders_vanishing_mid_walk(tmp_path, monkeypatch):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "one").write_bytes(b"x" * 10)
+    (tmp_path / "a" / "b" / "two").write_bytes(b"y" * 32)
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / "three").write_bytes(b"z" * 5)
+    assert storage.folder_bytes(tmp_path) == 47
+    assert storage.folder_bytes(tmp_path / "missing") == 0
+    # A worker publishes an avatar by renaming its work folder: the walk finds the
+    # folder listed, then it is gone when the walk goes into it.
+    import os
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("gone"):
+            import shutil
+            shutil.rmtree(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert storage.folder_bytes(tmp_path) == 42
