@@ -1,7 +1,8 @@
 """Avatars: a person's video or photo, prepared once into a cache every session reuses.
 
 ``prepare_avatar`` turns a source file into constant-fps frames (JPEG on disk, plus
-a memory-mapped raw copy when it fits ``frame_store.RAW_BUDGET``),
+a memory-mapped raw copy when it fits ``frame_store.RAW_BUDGET`` and the caller will
+loop over it: ``raw_frames``),
 468 face landmarks per frame, per-frame mouth measurements and an idle-loop order.
 Photos get a generated idle loop (sway, breathing, blinks) and are stored exactly
 like videos, so nothing downstream cares which kind it was.
@@ -26,7 +27,7 @@ from models.avatar_source import (
 from models.face_landmarks import (
     FaceTracker, eye_span, fill_gaps, find_faces, landmark_box, mouth_features_batch, smooth_track,
 )
-from models.frame_store import FrameStore, FrameStoreWriter
+from models.frame_store import RAW_BUDGET, FrameStore, FrameStoreWriter
 from models.idle_motion import IdleMotion, idle_loop
 
 __all__ = [
@@ -98,7 +99,7 @@ class Avatar:
     loop_order      (m,) int32            frame indices of the seamless idle loop
     """
 
-    def __init__(self, info: AvatarInfo, directory: Path) -> None:
+    def __init__(self, info: AvatarInfo, directory: Path, raw_frames: bool = True) -> None:
         self.info = info
         self.directory = Path(directory)
         arrays = cache.read_arrays(self.directory)
@@ -108,7 +109,7 @@ class Avatar:
         self.mouth_features: np.ndarray = arrays["mouth_features"]
         self.face_found: np.ndarray = arrays["face_found"]
         self.loop_order: np.ndarray = arrays["loop_order"]
-        self._frames = FrameStore(self.directory)
+        self._frames = FrameStore(self.directory, raw_budget=RAW_BUDGET if raw_frames else 0)
         if len(self._frames) != info.n_frames or len(self.landmarks) != info.n_frames:
             raise AvatarError(f"avatar cache {info.avatar_id} is damaged; prepare it again")
 
@@ -145,8 +146,16 @@ def prepare_avatar(
     max_side: int = 1080,
     progress: Progress | None = None,
     max_seconds: float = MAX_SECONDS,
+    raw_frames: bool = True,
 ) -> AvatarInfo:
-    """Prepare (or find already prepared) the avatar of a video or photo file."""
+    """Prepare (or find already prepared) the avatar of a video or photo file.
+
+    ``raw_frames=False`` stores JPEGs only.  A batch render reads each frame about
+    once, and writing ten 30 s avatars' raw copies (590 MB each at 512²) cost more
+    in kernel time and writeback than decoding the JPEGs saves: the studio batch
+    took 104 s with them and 86 s without.  A live session that opens such an
+    avatar later gets the raw copy then (``FrameStore`` upgrades old caches).
+    """
     path = Path(source)
     if not path.is_file():
         raise AvatarError(f"{path} does not exist or is not a file")
@@ -161,22 +170,24 @@ def prepare_avatar(
         report(1.0)
         return AvatarInfo.from_json(known)
     label = name or path.stem
+    raw_budget = RAW_BUDGET if raw_frames else 0
     if kind == "image":
-        build = lambda tmp: _build_photo(read_image(path, max_side), tmp, fps, report)  # noqa: E731
+        build = lambda tmp: _build_photo(read_image(path, max_side), tmp, fps, report, raw_budget)  # noqa: E731
     else:
-        build = lambda tmp: _build_video(path, tmp, fps, max_side, max_seconds, report)  # noqa: E731
+        build = lambda tmp: _build_video(path, tmp, fps, max_side, max_seconds, report, raw_budget)  # noqa: E731
     info = _build_into_cache(cache_root, avatar_id, label, path.name, build)
     report(1.0)
     return info
 
 
-def load_avatar(avatar_id: str, cache_root: Path) -> Avatar:
-    """A prepared avatar by id; unknown or malformed ids raise AvatarNotFoundError."""
+def load_avatar(avatar_id: str, cache_root: Path, raw_frames: bool = True) -> Avatar:
+    """A prepared avatar by id; unknown or malformed ids raise AvatarNotFoundError.
+    ``raw_frames=False``: don't write a missing raw copy (see ``prepare_avatar``)."""
     directory = cache.avatar_dir(cache_root, avatar_id)
     info = cache.read_info(directory)
     if info is None:
         raise AvatarNotFoundError(f"no prepared avatar with id {avatar_id!r}")
-    return Avatar(AvatarInfo.from_json(info), directory)
+    return Avatar(AvatarInfo.from_json(info), directory, raw_frames)
 
 
 def list_avatars(cache_root: Path) -> list[AvatarInfo]:
@@ -258,7 +269,8 @@ def _face_arrays(built: _Built) -> dict[str, np.ndarray]:
     }
 
 
-def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressReporter") -> _Built:
+def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressReporter",
+                 raw_budget: int = RAW_BUDGET) -> _Built:
     faces = find_faces(photo)
     if not faces:
         raise AvatarError("no face found in the photo; use a picture with one clearly visible face")
@@ -267,7 +279,7 @@ def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressRep
     motion = IdleMotion()
     n = max(2, int(round(motion.seconds * fps)))
     landmarks = []
-    with FrameStoreWriter(tmp) as store:
+    with FrameStoreWriter(tmp, raw_budget=raw_budget) as store:
         for k, frame in enumerate(idle_loop(photo, faces[0], fps, motion)):
             store.append(frame.image)
             landmarks.append(frame.landmarks)
@@ -279,7 +291,7 @@ def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressRep
 
 
 def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: float,
-                 report: "_ProgressReporter") -> _Built:
+                 report: "_ProgressReporter", raw_budget: int = RAW_BUDGET) -> _Built:
     probe = probe_video(path)
     if probe.duration > max_seconds:
         raise AvatarError(
@@ -291,7 +303,7 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
     landmarks: list[np.ndarray | None] = []
     measured: list[bool] = []          # FaceMesh ran on this frame (found a face or not)
     skipped: np.ndarray | None = None  # the last frame FaceMesh skipped
-    with FrameStoreWriter(tmp) as store, FaceTracker() as tracker:
+    with FrameStoreWriter(tmp, raw_budget=raw_budget) as store, FaceTracker() as tracker:
         first: np.ndarray | None = None
         one_source_frame = True  # video_frames repeats the same array for a held frame
         for k, frame in enumerate(video_frames(path, fps, size, max_seconds)):
@@ -318,7 +330,7 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
         # so it gets idle motion instead of a frozen loop.
         for stale in tmp.iterdir():
             stale.unlink()
-        return _build_photo(first, tmp, fps, report)
+        return _build_photo(first, tmp, fps, report, raw_budget)
     if n < MIN_VIDEO_SECONDS * fps:
         raise AvatarError(
             f"{path.name} is too short ({n / fps:.2f} s); avatar videos need at least {MIN_VIDEO_SECONDS} s"

@@ -248,9 +248,11 @@ def render(job: RenderJob) -> RenderOutcome:
     progress = _Progress(job)
     progress("preparing", 0.0, force=True)
     try:
+        # JPEG-only frames: a render reads each once (see prepare_avatar's raw_frames).
         info = prepare_avatar(Path(job.video_path), Path(job.avatars_root), name=job.video_name,
-                              fps=job.fps, progress=lambda f: progress("preparing", PREP_SHARE * f))
-        avatar = load_avatar(info.avatar_id, Path(job.avatars_root))
+                              fps=job.fps, progress=lambda f: progress("preparing", PREP_SHARE * f),
+                              raw_frames=False)
+        avatar = load_avatar(info.avatar_id, Path(job.avatars_root), raw_frames=False)
     except JobCancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes the item's readable reason

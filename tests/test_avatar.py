@@ -373,3 +373,19 @@ def test_facemesh_measures_every_other_frame_after_warm_up_and_the_rest_are_inte
     k = warm + 1
     mid = 0.5 * (avatar.landmarks[k - 1] + avatar.landmarks[k + 1])
     assert np.abs(avatar.landmarks[k] - mid).max() < 1.0
+
+
+def test_batch_avatars_skip_the_raw_frame_copy_until_a_live_session_opens_them(media, cache_root):
+    from models.frame_store import RAW_FILE
+
+    frames = [canvas_with_face(320, 240, 200, 40 + i, 10) for i in range(30)]
+    source = write_video(media / "batch_only.mp4", frames, 25)
+    info = prepare_avatar(source, cache_root, raw_frames=False)
+    folder = cache_root / info.avatar_id
+    assert not (folder / RAW_FILE).exists()
+    batch = load_avatar(info.avatar_id, cache_root, raw_frames=False)
+    first = batch.frame(0)
+    assert not (folder / RAW_FILE).exists() and not batch._frames.is_raw
+    live = load_avatar(info.avatar_id, cache_root)      # a live session: looped for hours
+    assert live._frames.is_raw and (folder / RAW_FILE).exists()
+    assert np.array_equal(live.frame(0), first)
