@@ -128,6 +128,10 @@ class Avatar:
         """Frame ``i`` without the copy, for callers that only read it."""
         return self._frames.get(int(i))
 
+    def use_frames(self, frames: list[np.ndarray]) -> None:
+        """Serve frames from memory (``prepare_avatar(frames_out=...)``'s list)."""
+        self._frames.adopt(frames)
+
     def loop_frame(self, t: int) -> int:
         """Frame index to show at idle-loop step ``t`` (any non-negative integer)."""
         return int(self.loop_order[int(t) % len(self.loop_order)])
@@ -147,6 +151,7 @@ def prepare_avatar(
     progress: Progress | None = None,
     max_seconds: float = MAX_SECONDS,
     raw_frames: bool = True,
+    frames_out: list[np.ndarray] | None = None,
 ) -> AvatarInfo:
     """Prepare (or find already prepared) the avatar of a video or photo file.
 
@@ -155,6 +160,10 @@ def prepare_avatar(
     in kernel time and writeback than decoding the JPEGs saves: the studio batch
     took 104 s with them and 86 s without.  A live session that opens such an
     avatar later gets the raw copy then (``FrameStore`` upgrades old caches).
+
+    ``frames_out``: when the avatar is built now (not found in the cache) and its raw
+    frames fit ``RAW_BUDGET``, they are appended to this list instead of written, for
+    ``Avatar.use_frames`` in the same process: a render then decodes nothing.
     """
     path = Path(source)
     if not path.is_file():
@@ -170,11 +179,11 @@ def prepare_avatar(
         report(1.0)
         return AvatarInfo.from_json(known)
     label = name or path.stem
-    raw_budget = RAW_BUDGET if raw_frames else 0
+    raw = _RawFrames(RAW_BUDGET if raw_frames or frames_out is not None else 0, frames_out)
     if kind == "image":
-        build = lambda tmp: _build_photo(read_image(path, max_side), tmp, fps, report, raw_budget)  # noqa: E731
+        build = lambda tmp: _build_photo(read_image(path, max_side), tmp, fps, report, raw)  # noqa: E731
     else:
-        build = lambda tmp: _build_video(path, tmp, fps, max_side, max_seconds, report, raw_budget)  # noqa: E731
+        build = lambda tmp: _build_video(path, tmp, fps, max_side, max_seconds, report, raw)  # noqa: E731
     info = _build_into_cache(cache_root, avatar_id, label, path.name, build)
     report(1.0)
     return info
@@ -269,8 +278,21 @@ def _face_arrays(built: _Built) -> dict[str, np.ndarray]:
     }
 
 
+@dataclass(frozen=True)
+class _RawFrames:
+    """Where a build's raw frames go: a file of at most ``budget`` bytes, or ``keep``."""
+
+    budget: int = RAW_BUDGET
+    keep: list[np.ndarray] | None = None
+
+    def writer(self, tmp: Path) -> FrameStoreWriter:
+        if self.keep is not None:
+            self.keep.clear()   # a video found to be a still is built again as a photo
+        return FrameStoreWriter(tmp, raw_budget=self.budget, keep=self.keep)
+
+
 def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressReporter",
-                 raw_budget: int = RAW_BUDGET) -> _Built:
+                 raw: _RawFrames = _RawFrames()) -> _Built:
     faces = find_faces(photo)
     if not faces:
         raise AvatarError("no face found in the photo; use a picture with one clearly visible face")
@@ -279,7 +301,7 @@ def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressRep
     motion = IdleMotion()
     n = max(2, int(round(motion.seconds * fps)))
     landmarks = []
-    with FrameStoreWriter(tmp, raw_budget=raw_budget) as store:
+    with raw.writer(tmp) as store:
         for k, frame in enumerate(idle_loop(photo, faces[0], fps, motion)):
             store.append(frame.image)
             landmarks.append(frame.landmarks)
@@ -291,7 +313,7 @@ def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressRep
 
 
 def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: float,
-                 report: "_ProgressReporter", raw_budget: int = RAW_BUDGET) -> _Built:
+                 report: "_ProgressReporter", raw: _RawFrames = _RawFrames()) -> _Built:
     probe = probe_video(path)
     if probe.duration > max_seconds:
         raise AvatarError(
@@ -303,7 +325,7 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
     landmarks: list[np.ndarray | None] = []
     measured: list[bool] = []          # FaceMesh ran on this frame (found a face or not)
     skipped: np.ndarray | None = None  # the last frame FaceMesh skipped
-    with FrameStoreWriter(tmp, raw_budget=raw_budget) as store, FaceTracker() as tracker:
+    with raw.writer(tmp) as store, FaceTracker() as tracker:
         first: np.ndarray | None = None
         one_source_frame = True  # video_frames repeats the same array for a held frame
         for k, frame in enumerate(video_frames(path, fps, size, max_seconds)):
@@ -330,7 +352,7 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
         # so it gets idle motion instead of a frozen loop.
         for stale in tmp.iterdir():
             stale.unlink()
-        return _build_photo(first, tmp, fps, report, raw_budget)
+        return _build_photo(first, tmp, fps, report, raw)
     if n < MIN_VIDEO_SECONDS * fps:
         raise AvatarError(
             f"{path.name} is too short ({n / fps:.2f} s); avatar videos need at least {MIN_VIDEO_SECONDS} s"

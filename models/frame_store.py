@@ -46,11 +46,13 @@ class FrameStoreWriter:
     encodes), so it overlaps with decoding and face tracking on the second core.
     Frames are encoded in order; at most ``max_pending`` wait, which bounds memory.
     Raw frames are appended as they come (a copy into the page cache) until they
-    would exceed ``raw_budget``; then the raw file is dropped.
+    would exceed ``raw_budget``; then the raw file is dropped.  With ``keep`` they go
+    to that list instead of a file: the preparing process renders from memory
+    (``FrameStore.adopt``) and nothing raw reaches the disk.
     """
 
     def __init__(self, directory: Path, quality: int = JPEG_QUALITY, max_pending: int = 8,
-                 raw_budget: int = RAW_BUDGET) -> None:
+                 raw_budget: int = RAW_BUDGET, keep: list[np.ndarray] | None = None) -> None:
         self._dir = Path(directory)
         self._file = open(self._dir / FRAMES_FILE, "wb")
         self._offsets = [0]
@@ -60,7 +62,8 @@ class FrameStoreWriter:
         self._max_pending = max_pending
         self._count = 0
         self._raw_budget = int(raw_budget)
-        self._raw = open(self._dir / RAW_FILE, "wb") if raw_budget > 0 else None
+        self._keep = keep if raw_budget > 0 else None
+        self._raw = open(self._dir / RAW_FILE, "wb") if raw_budget > 0 and keep is None else None
         self.shape: tuple[int, int] | None = None
 
     def append(self, frame_bgr: np.ndarray) -> int:
@@ -85,15 +88,22 @@ class FrameStoreWriter:
         self._offsets.append(self._offsets[-1] + len(buf))
 
     def _write_raw(self, frame_bgr: np.ndarray) -> None:
-        if self._raw is None:
+        if self._raw is None and self._keep is None:
             return
         fits = frame_bgr.dtype == np.uint8 and frame_bgr.ndim == 3 and frame_bgr.shape[2] == 3
         if not fits or self._count * frame_bgr.nbytes > self._raw_budget:
             self._drop_raw()
             return
-        self._raw.write(np.ascontiguousarray(frame_bgr).data)
+        if self._keep is not None:
+            self._keep.append(frame_bgr)
+        else:
+            assert self._raw is not None
+            self._raw.write(np.ascontiguousarray(frame_bgr).data)
 
     def _drop_raw(self) -> None:
+        if self._keep is not None:
+            self._keep.clear()
+            self._keep = None
         if self._raw is not None:
             self._raw.close()
             self._raw = None
@@ -146,7 +156,7 @@ class FrameStore:
         self._map = _map_file(self._dir / FRAMES_FILE)
         self._lru: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self._raw = self._open_raw()
+        self._raw: np.memmap | list[np.ndarray] | None = self._open_raw()
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -155,6 +165,18 @@ class FrameStore:
     def is_raw(self) -> bool:
         """Whether frames come from the memory-mapped raw file (no decoding)."""
         return self._raw is not None
+
+    def adopt(self, frames: list[np.ndarray]) -> None:
+        """Serve frames from ``frames`` (what a ``FrameStoreWriter`` kept while writing
+        this store) instead of decoding them."""
+        if len(frames) != len(self) or not frames or frames[0].dtype != np.uint8:
+            raise ValueError(f"adopt needs the store's {len(self)} uint8 frames, got {len(frames)}")
+        first = self.decode(0)
+        if frames[0].shape != first.shape:
+            raise ValueError(f"adopted frames are {frames[0].shape}, the store's are {first.shape}")
+        for f in frames:
+            f.setflags(write=False)
+        self._raw = frames  # indexable like the memory map, and as cheap
 
     def encoded(self, i: int) -> bytes:
         """The stored JPEG bytes of frame ``i``."""

@@ -248,11 +248,16 @@ def render(job: RenderJob) -> RenderOutcome:
     progress = _Progress(job)
     progress("preparing", 0.0, force=True)
     try:
-        # JPEG-only frames: a render reads each once (see prepare_avatar's raw_frames).
+        # The cache keeps JPEGs only (a render reads each frame about once; see
+        # prepare_avatar's raw_frames), and a freshly prepared avatar's decoded
+        # frames stay in memory for this render, so nothing is decoded twice.
+        frames: list[np.ndarray] = []
         info = prepare_avatar(Path(job.video_path), Path(job.avatars_root), name=job.video_name,
                               fps=job.fps, progress=lambda f: progress("preparing", PREP_SHARE * f),
-                              raw_frames=False)
+                              raw_frames=False, frames_out=frames)
         avatar = load_avatar(info.avatar_id, Path(job.avatars_root), raw_frames=False)
+        if frames:
+            avatar.use_frames(frames)
     except JobCancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes the item's readable reason

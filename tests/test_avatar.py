@@ -389,3 +389,21 @@ def test_batch_avatars_skip_the_raw_frame_copy_until_a_live_session_opens_them(m
     live = load_avatar(info.avatar_id, cache_root)      # a live session: looped for hours
     assert live._frames.is_raw and (folder / RAW_FILE).exists()
     assert np.array_equal(live.frame(0), first)
+
+
+def test_a_fresh_batch_avatar_hands_its_decoded_frames_to_the_render(media, cache_root):
+    from models.frame_store import RAW_FILE
+
+    frames = [canvas_with_face(320, 240, 200, 40 + i, 12) for i in range(30)]
+    source = write_video(media / "in_memory.mp4", frames, 25)
+    kept: list[np.ndarray] = []
+    info = prepare_avatar(source, cache_root, raw_frames=False, frames_out=kept)
+    assert len(kept) == info.n_frames and not (cache_root / info.avatar_id / RAW_FILE).exists()
+    avatar = load_avatar(info.avatar_id, cache_root, raw_frames=False)
+    from_jpeg = avatar.frame(7)
+    avatar.use_frames(kept)
+    assert np.array_equal(avatar.frame(7), kept[7])
+    assert np.abs(avatar.frame(7).astype(int) - from_jpeg).mean() < 3.0    # the same picture
+    again: list[np.ndarray] = []
+    prepare_avatar(source, cache_root, raw_frames=False, frames_out=again)  # a cache hit
+    assert again == []                                                       # -> decode as usual

@@ -82,3 +82,22 @@ def test_store_pickles_to_its_directory_and_remaps(tmp_path):
     assert len(blob) < 1000                             # not the frames
     clone = pickle.loads(blob)
     assert clone.is_raw and np.array_equal(clone.get(7), pictures[7])
+
+
+def test_kept_frames_stay_in_memory_and_serve_the_store_that_adopts_them(tmp_path):
+    kept: list[np.ndarray] = []
+    pictures = write(tmp_path, keep=kept)
+    assert not (tmp_path / RAW_FILE).exists() and len(kept) == N   # nothing raw on disk
+    store = FrameStore(tmp_path, raw_budget=0)
+    assert not store.is_raw
+    store.adopt(kept)
+    assert store.is_raw
+    assert np.array_equal(store.get(N - 1), pictures[N - 1]) and not store.get(0).flags.writeable
+    with pytest.raises(ValueError):
+        store.adopt(kept[:-1])                       # not this store's frames
+
+
+def test_kept_frames_are_dropped_when_over_budget(tmp_path):
+    kept: list[np.ndarray] = []
+    write(tmp_path, keep=kept, raw_budget=(N - 1) * H * W * 3)
+    assert kept == [] and not (tmp_path / RAW_FILE).exists()
