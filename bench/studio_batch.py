@@ -5,7 +5,7 @@
 A real server process (the live app with the studio mounted) renders one
 ``--seconds`` speech audio onto ``--videos`` distinct ``--size``² face videos of the
 same length, from a cold start: worker processes, avatar preparation (face
-tracking of every frame), audio analysis, rendering and H.264/AAC encoding are
+tracking on every other frame), audio analysis, rendering and H.264/AAC encoding are
 all inside the timed span.  Meanwhile a client polls the API the page uses
 (progress, results, logs, usage) every 100 ms and records each latency.
 
