@@ -18,10 +18,17 @@ DEFAULT_DATA_DIR = Path("data")
 
 def _serve(args: argparse.Namespace) -> int:
     from live.app import serve
+
+    serve(server_config(args))
+    return 0
+
+
+def server_config(args: argparse.Namespace):
     from live.config import ServerConfig
 
-    serve(ServerConfig(host=args.host, port=args.port, data_dir=args.data_dir, max_sessions=args.max_sessions))
-    return 0
+    return ServerConfig(host=args.host, port=args.port, data_dir=args.data_dir, max_sessions=args.max_sessions,
+                        keep_results=args.keep_results, keep_bytes=int(args.keep_gb * 1e9),
+                        keep_days=args.keep_days)
 
 
 def _avatar_cache(data_dir: Path) -> Path:
@@ -88,6 +95,18 @@ def _avatar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_live.py", description="lipstream: real-time lip-sync avatars")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where avatars, results and logs live")
@@ -98,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8080)
         p.add_argument("--max-sessions", type=int, default=4)
+        p.add_argument("--keep-results", type=_non_negative(int), default=0, metavar="N",
+                       help="studio: keep at most N results, deleting the oldest (default 0: no limit)")
+        p.add_argument("--keep-gb", type=_non_negative(float), default=0.0, metavar="GB",
+                       help="studio: keep results under this many GB (default 0: no limit)")
+        p.add_argument("--keep-days", type=_non_negative(float), default=0.0, metavar="DAYS",
+                       help="studio: delete results older than this (default 0: keep)")
 
     render = sub.add_parser("render", help="render an audio file onto an avatar as an MP4")
     render.add_argument("--audio", required=True, type=Path)

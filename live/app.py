@@ -77,7 +77,10 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
 
     # The studio renders with the same model and shares the avatar cache.
     setup_studio(app, data_dir=config.data_dir,
-                 config=StudioConfig(avatar_root=config.avatar_dir, checkpoint=config.mouth_checkpoint))
+                 config=StudioConfig(avatar_root=config.avatar_dir, checkpoint=config.mouth_checkpoint,
+                                     retention_max_results=config.keep_results,
+                                     retention_max_bytes=config.keep_bytes,
+                                     retention_max_age_days=config.keep_days))
     return app
 
 

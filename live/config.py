@@ -39,6 +39,10 @@ class ServerConfig:
     mouth_checkpoint: Path | None = None   # default: checkpoints/mouth_net.pt
     avatar_root: Path | None = None      # avatar cache; default data_dir/avatars (tests share one)
     static_dir: Path = field(default_factory=lambda: Path(__file__).resolve().parent.parent / "web")
+    # Studio results retention (0 = no limit): the oldest results go first.
+    keep_results: int = 0
+    keep_bytes: int = 0
+    keep_days: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.fps <= 60.0:
@@ -47,6 +51,8 @@ class ServerConfig:
             raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
         if not 0 <= self.port < 65536:  # 0 = any free port (tests)
             raise ValueError(f"port out of range: {self.port}")
+        if min(self.keep_results, self.keep_bytes, self.keep_days) < 0:
+            raise ValueError("retention limits must be 0 (none) or positive")
         if self.video_codec.upper() not in ("VP8", "H264"):
             raise ValueError(f"video_codec must be VP8 or H264, got {self.video_codec!r}")
         object.__setattr__(self, "data_dir", Path(self.data_dir))

@@ -289,3 +289,23 @@ def test_folder_bytes_sums_files_and_survives_folders_vanishing_mid_walk(tmp_pat
 
     monkeypatch.setattr(os, "scandir", scandir)
     assert storage.folder_bytes(tmp_path) == 42
+
+
+async def test_retention_flags_of_the_server_command_reach_the_studio(tmp_path):
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    import run_live
+    from live.app import create_app
+
+    args = run_live.build_parser().parse_args(["--keep-results", "20", "--keep-gb", "1.5", "--keep-days", "7"])
+    config = dataclasses.replace(run_live.server_config(args), data_dir=tmp_path, port=0,
+                                 preload_default_avatar=False)
+    async with TestClient(TestServer(create_app(config))) as client:
+        resp = await client.get("/studio/usage")
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["retention"] == {"max_results": 20, "max_bytes": 1_500_000_000, "max_age_days": 7.0}
+    with pytest.raises(SystemExit):
+        run_live.build_parser().parse_args(["--keep-days", "-1"])
