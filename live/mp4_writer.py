@@ -47,8 +47,9 @@ class Mp4Writer:
     512² it encodes in 3.1 ms a frame against veryfast's 6.7 (with crf 20 both are
     visually lossless; superfast spends about twice the bits, ~0.5 Mbit/s for a
     talking head).  AAC uses ffmpeg's fast coder: half the CPU of the default
-    two-loop search and, for 16 kHz speech at 96 kbit/s, no worse (39 dB SNR).  Odd frame sizes are padded by
-    one edge pixel because 4:2:0 chroma needs even dimensions.
+    two-loop search and, for 16 kHz speech at 96 kbit/s, no worse (39 dB SNR).
+    Odd frame sizes are padded by one edge pixel because 4:2:0 chroma needs even
+    dimensions.
     """
 
     def __init__(

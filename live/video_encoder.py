@@ -12,8 +12,9 @@ The bitrate follows the receiver's bandwidth estimate (the server forwards
 aiortc's REMB figure) downwards only: the size's own rate (``default_bitrate``) is
 the ceiling.  On a good link REMB climbs to 1.5 Mbps, which for a 512² talking head
 buys nothing visible (luma PSNR 40.4 dB at 800 kbps) but nearly doubles the
-packets that the server's and every viewer's RTP/SRTP code must handle.  A keyframe is produced when the receiver asks for one
-(PLI), so a lost packet costs one frame, not a frozen picture.
+packets that the server's and every viewer's RTP/SRTP code must handle.  A
+keyframe is produced when the receiver asks for one (PLI), so a lost packet costs
+one frame, not a frozen picture.
 """
 
 from __future__ import annotations

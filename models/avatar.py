@@ -45,8 +45,8 @@ SMALL_FACE_PX = 40.0              # eye-corner distance below which we warn abou
 _LANDMARK_SIGMA = 0.7             # frames; light, so real lip motion survives
 _BOX_SIGMA = 3.0                  # frames; boxes steer crops, they must not jitter
 _FACE_COUNT_EVERY_S = 4.0         # how often videos are checked for extra faces
-# FaceMesh is two thirds of a video's preparation (5.5 of 8.5 ms a frame at 512²).
-# Landmarks are measured on every other frame and interpolated for the one between
+# Face tracking was 60 % of a video's preparation (8.5 of 13.8 ms of CPU a frame at
+# 512²).  Landmarks are measured on every other frame and interpolated for the one between
 # (the mean of its neighbours: on the bench presenters, faces 136 px between the
 # eye corners, 1.0 px on average and 2 px at p95 from what FaceMesh measures there,
 # the size of its own frame-to-frame jitter).  Those frames count as

@@ -163,7 +163,7 @@ class FrameStore:
 
     @property
     def is_raw(self) -> bool:
-        """Whether frames come from the memory-mapped raw file (no decoding)."""
+        """Whether frames come raw (the memory-mapped file, or adopted ones): no decoding."""
         return self._raw is not None
 
     def adopt(self, frames: list[np.ndarray]) -> None:
