@@ -17,14 +17,14 @@ DEFAULT_DATA_DIR = Path("data")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from live.app import serve
+    from live.server.app import serve
 
     serve(server_config(args))
     return 0
 
 
 def server_config(args: argparse.Namespace):
-    from live.config import ServerConfig
+    from live.server.config import ServerConfig
 
     return ServerConfig(host=args.host, port=args.port, data_dir=args.data_dir, max_sessions=args.max_sessions,
                         keep_results=args.keep_results, keep_bytes=int(args.keep_gb * 1e9),
@@ -39,7 +39,7 @@ def _resolve_avatar(ref: str | None, data_dir: Path):
     """An avatar from a file path (prepared on first use), a cached id, or the default."""
     from tqdm import tqdm
 
-    from models.avatar import default_avatar, load_avatar, prepare_avatar
+    from models.avatar.avatar import default_avatar, load_avatar, prepare_avatar
 
     cache = _avatar_cache(data_dir)
     if ref is None or ref == "default":
@@ -61,9 +61,9 @@ def _resolve_avatar(ref: str | None, data_dir: Path):
 def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from live.audio_io import load_audio
-    from live.offline_render import analyze_audio, render_video
-    from models.mouth_model import MouthPredictor
+    from models.audio.audio_io import load_audio
+    from live.engine.offline_render import analyze_audio, render_video
+    from models.mouth.mouth_model import MouthPredictor
 
     audio = load_audio(args.audio)
     avatar = _resolve_avatar(args.avatar, args.data_dir)
@@ -83,7 +83,7 @@ def _batch(argv: list[str]) -> int:
 
 
 def _avatar(args: argparse.Namespace) -> int:
-    from models.avatar import list_avatars
+    from models.avatar.avatar import list_avatars
 
     if args.avatar_cmd == "add":
         avatar = _resolve_avatar(str(args.file), args.data_dir)

@@ -27,11 +27,11 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from live.audio_io import StreamResampler, float_to_int16, load_audio
-from live.mel_stream import MelStream
-from live.mp4_writer import Mp4Writer
-from live.vad import VoiceActivity, speech_mask
-from tests.media import encode_audio, face_frames, speech_with_gaps
+from models.audio.audio_io import StreamResampler, float_to_int16, load_audio
+from models.audio.mel_stream import MelStream
+from live.engine.mp4_writer import Mp4Writer
+from models.audio.vad import VoiceActivity, speech_mask
+from testing.media import encode_audio, face_frames, speech_with_gaps
 
 SECTION = "## bench/audio_frontend.py"
 ROOT = Path(__file__).resolve().parent.parent

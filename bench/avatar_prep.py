@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from models.avatar import Avatar, default_avatar, load_avatar, prepare_avatar
-from models.avatar_source import video_frames
-from models.face_landmarks import FaceTracker, eye_openness
-from models.frame_store import FrameStore, FrameStoreWriter
-from tests.avatar_media import canvas_with_face, default_route, moving_face_video
+from models.avatar.avatar import Avatar, default_avatar, load_avatar, prepare_avatar
+from models.avatar.avatar_source import video_frames
+from models.avatar.face_landmarks import FaceTracker, eye_openness
+from models.avatar.frame_store import FrameStore, FrameStoreWriter
+from testing.avatar_media import canvas_with_face, default_route, moving_face_video
 
 SECTION = "## bench/avatar_prep.py"
 ROOT = Path(__file__).resolve().parent.parent

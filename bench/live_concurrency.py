@@ -39,7 +39,7 @@ import numpy as np
 
 from bench.live_common import ROOT, ServerProcess, cpu_seconds, load_average
 from bench.report import record
-from tests.webrtc_client import LipstreamClient
+from testing.webrtc_client import LipstreamClient
 
 FPS = 25.0
 
@@ -51,11 +51,11 @@ def pipeline_cpu_per_frame(seconds: float = 12.0) -> float:
     import torch
 
     from bench.speech import long_speech
-    from live.audio_codec import SpeechEncoder
-    from live.engine import LipSyncSession
-    from live.video_encoder import VideoEncoder
-    from models.avatar import default_avatar
-    from models.mouth_model import MouthPredictor
+    from live.rtc.audio_codec import SpeechEncoder
+    from live.engine.session import LipSyncSession
+    from live.rtc.video_encoder import VideoEncoder
+    from models.avatar.avatar import default_avatar
+    from models.mouth.mouth_model import MouthPredictor
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

@@ -25,9 +25,9 @@ import numpy as np
 from bench.live_common import ServerProcess, first_loud, load_average, pct
 from bench.report import record
 from bench.speech import long_speech
-from models.avatar import load_avatar
-from tests.live_measure import MouthMeter, best_lag, envelope
-from tests.webrtc_client import LipstreamClient
+from models.avatar.avatar import load_avatar
+from testing.live_measure import MouthMeter, best_lag, envelope
+from testing.webrtc_client import LipstreamClient
 
 SHORT_SENTENCES = ["Hello there.", "Good morning!", "Yes, of course.", "Thank you.", "Welcome back."]
 LONG_TEXT = ("This is a long sentence that keeps going on and on, so that there is plenty of speech "

@@ -29,9 +29,9 @@ import numpy as np
 from bench.live_common import ServerProcess, load_average
 from bench.report import record
 from bench.speech import long_speech
-from models.avatar import load_avatar
-from tests.live_measure import MouthMeter, best_lag, envelope
-from tests.webrtc_client import LipstreamClient
+from models.avatar.avatar import load_avatar
+from testing.live_measure import MouthMeter, best_lag, envelope
+from testing.webrtc_client import LipstreamClient
 
 FPS = 25.0
 WINDOW_S = 30.0

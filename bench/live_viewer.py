@@ -28,7 +28,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.speech import long_speech
-from tests.webrtc_client import LipstreamClient
+from testing.webrtc_client import LipstreamClient
 
 OPUS_RATE = 48_000
 PIECE = 960  # 20 ms

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from bench.report import record
-from live.feature_window import window_for
-from live.mel_stream import log_mel
-from models.mouth_model import DEFAULT_CHECKPOINT, MouthPredictor, n_params
+from models.mouth.feature_window import window_for
+from models.audio.mel_stream import log_mel
+from models.mouth.mouth_model import DEFAULT_CHECKPOINT, MouthPredictor, n_params
 
 FRAME_BUDGET_US = 40_000  # one video frame at 25 fps
 
@@ -43,7 +43,7 @@ def best_us(fn: Callable[[], object], n: int, repeats: int = 7) -> float:
 def speech_windows() -> np.ndarray:
     path = Path("/usr/share/sounds/alsa/Front_Center.wav")
     if path.exists():
-        from live.audio_io import load_audio
+        from models.audio.audio_io import load_audio
 
         audio = load_audio(path)
     else:  # a voiced-like test tone if the ALSA prompts are not installed

@@ -18,9 +18,9 @@ import torch
 from bench.report import record
 from bench.speech import long_speech
 from bench.sync_report import draw, sync_figures
-from live.offline_render import analyze_audio, render_video
-from models.avatar import default_avatar
-from models.mouth_model import MouthPredictor
+from live.engine.offline_render import analyze_audio, render_video
+from models.avatar.avatar import default_avatar
+from models.mouth.mouth_model import MouthPredictor
 
 
 def run(seconds: float, out_dir: Path) -> list[str]:

@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from models.avatar import Avatar, default_avatar, load_avatar, prepare_avatar  # noqa: E402
-from models.mouth_renderer import MouthRenderer  # noqa: E402
-from models.mouth_shape import MouthShape  # noqa: E402
+from models.avatar.avatar import Avatar, default_avatar, load_avatar, prepare_avatar  # noqa: E402
+from models.render.mouth_renderer import MouthRenderer  # noqa: E402
+from models.mouth.mouth_shape import MouthShape  # noqa: E402
 
 SECTION = "## bench/render.py — mouth renderer"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from live.audio_io import load_audio
-from live.mel_stream import SAMPLE_RATE
+from models.audio.audio_io import load_audio
+from models.audio.mel_stream import SAMPLE_RATE
 
 _SOURCES = [
     Path("/usr/share/pocketsphinx/test/data/librivox"),

@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from tests.media import astronaut_bgr, librivox_clips, make_video, speech_sample, trim_silence, write_wav
-from tests.studio_helpers import ServerProcess, checkpoint_for_tests, new_batch, upload
+from testing.media import astronaut_bgr, librivox_clips, make_video, speech_sample, trim_silence, write_wav
+from testing.studio_helpers import ServerProcess, checkpoint_for_tests, new_batch, upload
 
 SECTION = "## bench/studio_batch.py"
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,9 +24,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from live.audio_io import load_audio
-from live.mel_stream import SAMPLE_RATE
-from live.vad import speech_mask
+from models.audio.audio_io import load_audio
+from models.audio.mel_stream import SAMPLE_RATE
+from models.audio.vad import speech_mask
 
 # Measured openness under which lips count as together.  Calibrated by eye on rendered
 # closed lips of the default avatar: FaceMesh reads them at 0.04-0.07 on most head poses
@@ -61,7 +61,7 @@ def measure_openness(video: Path) -> tuple[float, np.ndarray]:
     """Per-frame mouth openness measured on the decoded video (NaN where no face)."""
     import mediapipe as mp
 
-    from models.face_landmarks import mouth_features
+    from models.avatar.face_landmarks import mouth_features
 
     values: list[float] = []
     with av.open(str(video)) as container, mp.solutions.face_mesh.FaceMesh(
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = sync_figures(args.video, audio)
     phones = None
     if args.text:
-        from models.real_speech import Aligner, RealSpeechError
+        from models.training.real_speech import Aligner, RealSpeechError
 
         try:
             phones = Aligner().align(audio, args.text)

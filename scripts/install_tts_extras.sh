@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages for the training-only speech engines of the corpus builder
-# (models/corpus.py): flite, festival + the US SLT HTS voice, and MBROLA with the
+# (models/training/corpus.py): flite, festival + the US SLT HTS voice, and MBROLA with the
 # US English diphone voices.  MBROLA lives in Debian's contrib/non-free
 # components, which a default Debian install does not enable, so this script
 # adds a sources list of its own (lipstream-tts.sources) with those components

@@ -20,7 +20,7 @@ from studio import storage
 
 # What a forkserver should import once for every render process it forks (the CLI sets
 # this; in the server, the live app's forkserver preloads the same libraries).
-PRELOAD = ["numpy", "cv2", "av", "torch", "live.offline_render", "models.avatar", "models.mouth_model"]
+PRELOAD = ["numpy", "cv2", "av", "torch", "live.engine.offline_render", "models.avatar.avatar", "models.mouth.mouth_model"]
 PREP_SHARE = 0.3          # share of an item's progress bar given to avatar preparation
 _state: dict = {}         # per-process: open database, loaded model
 
@@ -100,7 +100,7 @@ def _predictor(checkpoint: str | None = None):
     if key not in _state:
         import torch
 
-        from models.mouth_model import MouthPredictor
+        from models.mouth.mouth_model import MouthPredictor
 
         torch.set_num_threads(1)
         _state[key] = MouthPredictor.load(checkpoint, threads=1)
@@ -114,8 +114,8 @@ def warm_up(checkpoint: str | None, hold_s: float) -> int:
     """
     import cv2
 
-    import live.offline_render  # noqa: F401 - imports torch, the renderer, the encoder
-    import models.avatar  # noqa: F401 - imports mediapipe
+    import live.engine.offline_render  # noqa: F401 - imports torch, the renderer, the encoder
+    import models.avatar.avatar  # noqa: F401 - imports mediapipe
 
     cv2.setNumThreads(1)
     _predictor(checkpoint)
@@ -148,8 +148,8 @@ def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
     """Decode the batch's audio and compute its mouth track, once for the whole batch."""
     import numpy as np
 
-    from live.audio_io import AudioDecodeError, load_audio
-    from live.offline_render import analyze_audio
+    from models.audio.audio_io import AudioDecodeError, load_audio
+    from live.engine.offline_render import analyze_audio
 
     t0, c0 = time.perf_counter(), time.process_time()
     try:
@@ -238,8 +238,8 @@ def render(job: RenderJob) -> RenderOutcome:
     """Prepare (or reuse) the item's avatar and render the batch's track onto it."""
     import numpy as np
 
-    from live.offline_render import MouthTrack, RenderCancelled, render_video
-    from models.avatar import load_avatar, prepare_avatar
+    from live.engine.offline_render import MouthTrack, RenderCancelled, render_video
+    from models.avatar.avatar import load_avatar, prepare_avatar
 
     import cv2
 

@@ -397,23 +397,14 @@ class Studio:
 
 
 def _synthesize_wav(engine_name: str, voice: str | None, text: str, out: Path) -> float:
-    import wave
-
-    import numpy as np
-
+    from models.audio.pcm import write_wav
     from tts.voices import engine
 
     mod = engine(engine_name)
     if not mod.available():
         raise StudioError(f"speech engine {engine_name} is not installed here")
     audio = mod.synthesize(text, voice or mod.DEFAULT_VOICE)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes(pcm.tobytes())
-    return len(audio) / 16_000
+    return write_wav(out, audio)
 
 
 def _lock_folder(root: Path) -> int:

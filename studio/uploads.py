@@ -134,7 +134,7 @@ class Probed:
 
 def check_audio(r: Received, max_seconds: float) -> Probed:
     """An audio upload: any container with a decodable audio stream (a video's sound too)."""
-    from live.audio_io import AudioDecodeError, load_audio
+    from models.audio.audio_io import AudioDecodeError, load_audio
 
     kind = sniff(r.head)
     if kind is None or kind.family == "image":

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from live.app import create_app
-from live.config import ServerConfig
+from live.server.app import create_app
+from live.server.config import ServerConfig
 
 
 @dataclass
@@ -29,7 +29,7 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def avatar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One prepared default avatar for the whole test run."""
-    from models.avatar import default_avatar
+    from models.avatar.avatar import default_avatar
 
     root = tmp_path_factory.mktemp("avatars")
     default_avatar(root)

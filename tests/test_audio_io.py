@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from live.audio_io import (
+from models.audio.audio_io import (
     AudioDecodeError,
     StreamResampler,
     float_to_int16,
@@ -23,7 +23,7 @@ from live.audio_io import (
     probe_seconds,
     to_mono_16k,
 )
-from tests.media import (
+from testing.media import (
     corrupt_file,
     dominant_frequency,
     encode_audio,
@@ -169,7 +169,7 @@ def test_missing_directory_and_empty_inputs(tmp_path: Path) -> None:
 
 _LOAD_IN_CHILD = """
 import sys
-from live.audio_io import AudioDecodeError, load_audio
+from models.audio.audio_io import AudioDecodeError, load_audio
 try:
     load_audio(sys.argv[1])
 except AudioDecodeError as e:

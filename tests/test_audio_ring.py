@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from live.audio_ring import AudioRing, AudioRingError
+from live.engine.audio_ring import AudioRing, AudioRingError
 
 
 def test_write_read_and_wraparound() -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models import augment as A
+from models.training import augment as A
 
 SR = 16_000
 

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from models.avatar import (
+from models.avatar.avatar import (
     Avatar, AvatarError, AvatarNotFoundError, default_avatar, list_avatars, load_avatar, prepare_avatar,
 )
-from models.face_landmarks import LIP_INDICES, eye_openness, find_faces
-from tests.avatar_media import (
+from models.avatar.face_landmarks import LIP_INDICES, eye_openness, find_faces
+from testing.avatar_media import (
     astronaut_bgr, canvas_with_face, default_route, moving_face_video, write_video,
 )
 
@@ -127,7 +127,7 @@ def test_face_data_shapes_smoothness_and_ping_pong_loop(mover, astronaut_referen
     jerk = np.abs(np.diff(mover.face_boxes[:, 0], n=2))
     assert jerk.max() < 1.5
     # Same person, same (still) mouth: measurements steady and equal to the photo's own.
-    from models.face_landmarks import mouth_features
+    from models.avatar.face_landmarks import mouth_features
     ref = np.array(mouth_features(astronaut_reference))
     assert np.abs(mover.mouth_features - ref).max() < 0.08
     assert mover.loop_order.tolist() == list(range(n)) + list(range(n - 2, 0, -1))
@@ -356,8 +356,8 @@ def test_unknown_id_is_not_found(tmp_path):
 
 def test_facemesh_measures_every_other_frame_after_warm_up_and_the_rest_are_interpolated(
         media, cache_root, monkeypatch):
-    import models.avatar as avatar_mod
-    from models.face_landmarks import FaceTracker
+    import models.avatar.avatar as avatar_mod
+    from models.avatar.face_landmarks import FaceTracker
 
     calls = []
     real_track = FaceTracker.track
@@ -376,7 +376,7 @@ def test_facemesh_measures_every_other_frame_after_warm_up_and_the_rest_are_inte
 
 
 def test_batch_avatars_skip_the_raw_frame_copy_until_a_live_session_opens_them(media, cache_root):
-    from models.frame_store import RAW_FILE
+    from models.avatar.frame_store import RAW_FILE
 
     frames = [canvas_with_face(320, 240, 200, 40 + i, 10) for i in range(30)]
     source = write_video(media / "batch_only.mp4", frames, 25)
@@ -392,7 +392,7 @@ def test_batch_avatars_skip_the_raw_frame_copy_until_a_live_session_opens_them(m
 
 
 def test_a_fresh_batch_avatar_hands_its_decoded_frames_to_the_render(media, cache_root):
-    from models.frame_store import RAW_FILE
+    from models.avatar.frame_store import RAW_FILE
 
     frames = [canvas_with_face(320, 240, 200, 40 + i, 12) for i in range(30)]
     source = write_video(media / "in_memory.mp4", frames, 25)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from models import corpus
-from models import corpus_text as ct
+from models.training import corpus
+from models.training import corpus_text as ct
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live.engine import EngineConfig, LipSyncSession
-from live.feature_window import LOOKAHEAD_S
-from live.mel_stream import SAMPLE_RATE
-from live.mouth_smoother import MouthSmoother
-from live.offline_render import analyze_audio
-from live.timeline import Timeline
-from models.mouth_shape import VISEMES
-from tests.media import speech_with_gaps
+from live.engine.session import EngineConfig, LipSyncSession
+from models.mouth.feature_window import LOOKAHEAD_S
+from models.audio.mel_stream import SAMPLE_RATE
+from models.mouth.mouth_smoother import MouthSmoother
+from live.engine.offline_render import analyze_audio
+from models.mouth.timeline import Timeline
+from models.mouth.mouth_shape import VISEMES
+from testing.media import speech_with_gaps
 
 FPS = 25.0
 
@@ -21,7 +21,7 @@ FPS = 25.0
 def predictor():
     import torch
 
-    from models.mouth_model import MouthPredictor
+    from models.mouth.mouth_model import MouthPredictor
 
     torch.set_num_threads(1)
     return MouthPredictor.load()
@@ -29,7 +29,7 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def avatar(tmp_path_factory):
-    from models.avatar import default_avatar
+    from models.avatar.avatar import default_avatar
 
     return default_avatar(tmp_path_factory.mktemp("avatars"))
 

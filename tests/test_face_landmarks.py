@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.face_landmarks import (
+from models.avatar.face_landmarks import (
     LIP_INDICES, N_LANDMARKS, eye_openness, eye_span, fill_gaps, find_faces, landmark_box,
     mouth_features, mouth_features_batch, smooth_track,
 )
-from tests.avatar_media import astronaut_bgr, canvas_with_face
+from testing.avatar_media import astronaut_bgr, canvas_with_face
 
 
 @pytest.fixture(scope="module")

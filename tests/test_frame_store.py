@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.frame_store import RAW_FILE, RAW_SHAPE_FILE, FrameStore, FrameStoreWriter
+from models.avatar.frame_store import RAW_FILE, RAW_SHAPE_FILE, FrameStore, FrameStoreWriter
 
 N, H, W = 12, 48, 64
 

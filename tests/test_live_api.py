@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.media import astronaut_bgr, speech_sample, write_wav
-from tests.webrtc_client import LipstreamClient
+from testing.media import astronaut_bgr, speech_sample, write_wav
+from testing.webrtc_client import LipstreamClient
 
 pytestmark = pytest.mark.timeout(120)
 

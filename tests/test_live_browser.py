@@ -8,8 +8,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from tests.browser import Chromium, chromium_path
-from tests.media import speech_with_gaps, write_wav
+from testing.browser import Chromium, chromium_path
+from testing.media import speech_with_gaps, write_wav
 
 pytestmark = [
     pytest.mark.browser,

@@ -14,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from models.avatar import load_avatar
-from tests.live_measure import MouthMeter, best_lag, envelope
-from tests.media import speech_with_gaps
-from tests.webrtc_client import LipstreamClient
+from models.avatar.avatar import load_avatar
+from testing.live_measure import MouthMeter, best_lag, envelope
+from testing.media import speech_with_gaps
+from testing.webrtc_client import LipstreamClient
 
 pytestmark = pytest.mark.timeout(180)
 

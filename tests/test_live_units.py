@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtpPacket
 
-from live.audio_feed import AudioFeed, Clip, FeedConfig
-from live.events import EventHub
-from live.media_clock import MediaClock
-from live.mic_jitter import MicJitterBuffer
-from live.speech_queue import split_sentences, trim_leading_silence
-from live.tracks import AvatarAudioTrack, AvatarVideoTrack
-from live.tts_service import TtsError, TtsService, guess_voice
+from live.engine.audio_feed import AudioFeed, Clip, FeedConfig
+from live.server.events import EventHub
+from live.rtc.media_clock import MediaClock
+from live.rtc.mic_jitter import MicJitterBuffer
+from live.server.speech_queue import split_sentences, trim_leading_silence
+from live.rtc.tracks import AvatarAudioTrack, AvatarVideoTrack
+from live.server.tts_service import TtsError, TtsService, guess_voice
 
 RATE = 16_000
 
@@ -128,7 +128,7 @@ async def test_audio_track_numbers_packets_continuously_and_silences_on_interrup
 
 
 def test_speech_encoder_makes_one_packet_per_20ms_that_decodes_back():
-    from live.audio_codec import MicDecoder, SpeechEncoder, silence_packet
+    from live.rtc.audio_codec import MicDecoder, SpeechEncoder, silence_packet
 
     enc, dec = SpeechEncoder(), MicDecoder()
     t = np.arange(16_000) / 16_000
@@ -225,7 +225,7 @@ async def test_event_hub_fans_out_and_bounds_slow_subscribers():
 
 
 def test_video_encoder_follows_the_bandwidth_estimate_down_but_never_above_its_ceiling():
-    from live.video_encoder import VideoEncoder, default_bitrate
+    from live.rtc.video_encoder import VideoEncoder, default_bitrate
 
     frame = np.full((768, 512), 128, np.uint8)
     enc = VideoEncoder("vp8", 512, 512, 25.0)

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from live.mel_stream import (
+from models.audio.mel_stream import (
     HOP,
     N_MELS,
     SAMPLE_RATE,

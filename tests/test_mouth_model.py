@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from live.feature_window import WINDOW_FRAMES, window_for
-from live.mel_stream import N_MELS, log_mel
-from models.mouth_model import (
+from models.mouth.feature_window import WINDOW_FRAMES, window_for
+from models.audio.mel_stream import N_MELS, log_mel
+from models.mouth.mouth_model import (
     DEFAULT_CHECKPOINT,
     MouthModelError,
     MouthNet,
@@ -19,7 +19,7 @@ from models.mouth_model import (
     load_checkpoint,
     save_checkpoint,
 )
-from models.mouth_shape import N_VISEMES, VISEMES, MouthShape
+from models.mouth.mouth_shape import N_VISEMES, VISEMES, MouthShape
 
 ALSA = Path("/usr/share/sounds/alsa")
 FPS = 25.0
@@ -31,7 +31,7 @@ def predictor() -> MouthPredictor:
 
 
 def load_wav(path: Path) -> np.ndarray:
-    from live.audio_io import load_audio
+    from models.audio.audio_io import load_audio
 
     return load_audio(path)
 
@@ -80,7 +80,7 @@ def test_feature_mismatch_is_detected_at_load(tmp_path, monkeypatch):
     path = tmp_path / "m.pt"
     save_checkpoint(MouthNet(), path, {"note": "test"})
     assert load_checkpoint(path)[1] == {"note": "test"}
-    import models.mouth_model as mm
+    import models.mouth.mouth_model as mm
 
     monkeypatch.setattr(mm.mel_stream, "FMAX", 8000.0)
     with pytest.raises(MouthModelError, match="different audio features.*fmax"):
@@ -155,7 +155,7 @@ def test_pink_noise_is_not_read_as_wide_open_speech(predictor):
 
 
 def test_lips_close_on_m_and_open_on_vowels_in_real_speech(predictor):
-    rs = pytest.importorskip("models.real_speech")
+    rs = pytest.importorskip("models.training.real_speech")
     recs = {r.id: r for r in rs.discover()}
     wanted = ["librivox/sense_and_sensibility_01_austen_64kb-0930", "psphinx/something"]
     recs = [recs[k] for k in wanted if k in recs]
@@ -184,8 +184,8 @@ def test_lips_close_on_m_and_open_on_vowels_in_real_speech(predictor):
 
 # --------------------------------------------------------------------------- training data
 def test_training_windows_are_exactly_what_the_live_engine_cuts():
-    from models.phonemes import AlignedUtterance, PhoneSpan
-    from models.train_mouth import concat_frames, utterance_frames
+    from models.mouth.phonemes import AlignedUtterance, PhoneSpan
+    from models.training.train_mouth import concat_frames, utterance_frames
 
     rng = np.random.default_rng(3)
     audio = (0.2 * rng.standard_normal(int(1.3 * 16000))).astype(np.float32)
@@ -205,8 +205,8 @@ def test_training_windows_are_exactly_what_the_live_engine_cuts():
 
 
 def test_whole_voices_are_held_out():
-    from models.phonemes import AlignedUtterance
-    from models.train_mouth import split_by_voice
+    from models.mouth.phonemes import AlignedUtterance
+    from models.training.train_mouth import split_by_voice
 
     utts = [
         AlignedUtterance(np.zeros(160, np.float32), [], f"t{i}", src, language=lang, meta={"split": split})

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live.mp4_writer import Mp4Writer, Mp4WriteError
-from tests.media import decode_media
+from live.engine.mp4_writer import Mp4Writer, Mp4WriteError
+from testing.media import decode_media
 
 SR = 16_000
 BURSTS = (6, 19, 33, 47)  # first frame of each 3-frame burst

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from models import real_speech as rs
+from models.training import real_speech as rs
 
 pytestmark = pytest.mark.skipif(not rs.discover(), reason="install pocketsphinx-testdata / alsa-utils")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.sync_report import sync_figures
-from tests.media import decode_media, face_video, speech_with_gaps, write_wav
+from testing.media import decode_media, face_video, speech_with_gaps, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 

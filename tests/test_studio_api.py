@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.studio_helpers import (
+from testing.studio_helpers import (
     ServerProcess, check_mp4, check_zip, checkpoint_for_tests, follow_events, make_media, new_batch,
     upload, wait_for,
 )
@@ -137,7 +137,7 @@ async def test_results_listed_played_downloaded_and_zipped(server, media, finish
 
 
 async def test_each_video_prepared_once(server, finished_batch):
-    from models.avatar import list_avatars
+    from models.avatar.avatar import list_avatars
 
     # presenter.mp4 and presenter_copy.mp4 have the same bytes: one avatar; the wide one is a second.
     assert len(list_avatars(server.data_dir / "avatars")) == 2

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.studio_helpers import ServerProcess, check_mp4, checkpoint_for_tests, make_media
+from testing.studio_helpers import ServerProcess, check_mp4, checkpoint_for_tests, make_media
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.studio_helpers import REPO, check_mp4, checkpoint_for_tests, make_media
+from testing.studio_helpers import REPO, check_mp4, checkpoint_for_tests, make_media
 
 
 @pytest.fixture(scope="module")

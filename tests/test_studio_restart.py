@@ -15,7 +15,7 @@ import time
 import aiohttp
 import numpy as np
 
-from tests.studio_helpers import (
+from testing.studio_helpers import (
     ServerProcess, check_mp4, checkpoint_for_tests, make_media, new_batch, upload, wait_for,
 )
 
@@ -37,7 +37,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_kill_mid_batch_then_restart_loses_nothing(tmp_path):
-    from tests.media import speech_sample, trim_silence, write_wav
+    from testing.media import speech_sample, trim_silence, write_wav
 
     media = make_media(tmp_path / "media")
     # Longer speech, so that renders last long enough to be interrupted.

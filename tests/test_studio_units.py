@@ -191,7 +191,7 @@ def test_one_studio_per_data_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def media_files(tmp_path_factory):
-    from tests.media import encode_audio, make_video, tone
+    from testing.media import encode_audio, make_video, tone
 
     folder = tmp_path_factory.mktemp("sniff")
     a = tone(440.0, 0.3)
@@ -297,7 +297,7 @@ async def test_retention_flags_of_the_server_command_reach_the_studio(tmp_path):
     from aiohttp.test_utils import TestClient, TestServer
 
     import run_live
-    from live.app import create_app
+    from live.server.app import create_app
 
     args = run_live.build_parser().parse_args(["--keep-results", "20", "--keep-gb", "1.5", "--keep-days", "7"])
     config = dataclasses.replace(run_live.server_config(args), data_dir=tmp_path, port=0,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from live.vad import VadConfig, VadError, VoiceActivity, decide, frame_decisions, speech_mask
-from tests.media import speech_with_gaps
+from models.audio.vad import VadConfig, VadError, VoiceActivity, decide, frame_decisions, speech_mask
+from testing.media import speech_with_gaps
 
 HOP = 160  # 10 ms resolution for the checks
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.mouth_shape import N_VISEMES, VISEMES
-from models.phonemes import PhoneSpan
-from models.visemes import (
+from models.mouth.mouth_shape import N_VISEMES, VISEMES
+from models.mouth.phonemes import PhoneSpan
+from models.mouth.visemes import (
     COARSE_OF_VISEME,
     LONG_SILENCE_S,
     UNKNOWN_PHONES,
@@ -111,7 +111,7 @@ def test_tables_cover_every_phone_a_corpus_engine_emits(engine, voice):
 
 
 def test_tables_cover_every_phone_of_the_real_speech_aligner():
-    rs = pytest.importorskip("models.real_speech")
+    rs = pytest.importorskip("models.training.real_speech")
     recs = {r.id: r for r in rs.discover()}
     rec = recs.get("alsa/Front_Center")
     if rec is None:

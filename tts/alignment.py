@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.phonemes import Alphabet, AlignedUtterance, PhoneSpan
-
-SAMPLE_RATE = 16_000
+from models.audio import pcm
+from models.audio.pcm import SAMPLE_RATE
+from models.mouth.phonemes import Alphabet, AlignedUtterance, PhoneSpan
 PAUSE = ""
 MAX_TEXT_CHARS = 5_000
 
@@ -64,12 +64,10 @@ def check_range(name: str, value: float, lo: float, hi: float) -> float:
 
 def to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Engine audio (int16 or float, any rate) -> 16 kHz mono float32 in [-1, 1]."""
-    from live.audio_io import to_mono_16k  # the project's one resampler (PyAV/swresample)
+    from models.audio.audio_io import to_mono_16k  # the project's one resampler (PyAV/swresample)
 
     x = np.asarray(audio)
-    if x.dtype == np.int16:
-        x = x.astype(np.float32) / 32768.0
-    x = np.asarray(x, dtype=np.float32)
+    x = pcm.int16_to_float(x) if x.dtype == np.int16 else np.asarray(x, dtype=np.float32)
     if sample_rate != SAMPLE_RATE:
         x = to_mono_16k(x, sample_rate)
     return np.clip(x, -1.0, 1.0).astype(np.float32)
@@ -163,16 +161,7 @@ def run_program(args: list[str], *, timeout: float = 60.0, input_text: str | Non
 
 def read_wav(path) -> tuple[np.ndarray, int]:
     """A mono 16-bit PCM WAV written by an engine -> (int16 samples, rate)."""
-    import wave
-
     try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise SpeechError(f"{path}: expected 16-bit PCM, got {8 * w.getsampwidth()}-bit")
-            rate = w.getframerate()
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-            if w.getnchannels() > 1:
-                data = data.reshape(-1, w.getnchannels())[:, 0]
-    except (OSError, EOFError, wave.Error) as e:
-        raise SpeechError(f"engine wrote no readable audio ({path}): {e}") from e
-    return data.copy(), rate
+        return pcm.read_wav(path)
+    except ValueError as e:
+        raise SpeechError(f"engine wrote no readable audio: {e}") from e

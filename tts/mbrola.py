@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.phonemes import AlignedUtterance
+from models.mouth.phonemes import AlignedUtterance
 from tts.alignment import (
     PAUSE,
     RawPhone,

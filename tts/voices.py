@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from types import ModuleType
 
-from models.phonemes import AlignedUtterance
+from models.mouth.phonemes import AlignedUtterance
 from tts.alignment import EngineUnavailable, SpeechError
 
 # engine -> (module, alphabet, usable live: fast and in-process)
@@ -73,17 +73,10 @@ def _print_table() -> None:
 
 
 def _say(args: argparse.Namespace) -> int:
-    import wave
-
-    import numpy as np
+    from models.audio.pcm import write_wav
 
     utt = synthesize_aligned(args.engine, args.text, args.voice)
-    pcm = (np.clip(utt.audio, -1, 1) * 32767).astype("<i2")
-    with wave.open(args.out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16_000)
-        w.writeframes(pcm.tobytes())
+    write_wav(args.out, utt.audio)
     for p in utt.phones:
         print(f"{p.start:7.3f} {p.end:7.3f}  {p.phone or '(pause)'}")
     print(f"{utt.source}: {utt.duration:.2f} s -> {args.out}")

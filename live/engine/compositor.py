@@ -1,0 +1,38 @@
+"""Avatar frame + mouth shape → the picture a viewer sees.
+
+The compositor walks the avatar's idle loop (a ping-pong order, so there is no
+seam) and hands each loop frame with its mouth shape to the renderer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.avatar.avatar import Avatar
+from models.render.mouth_renderer import MouthRenderer
+from models.mouth.mouth_shape import MouthShape
+
+
+@dataclass
+class Compositor:
+    avatar: Avatar
+    renderer: MouthRenderer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.renderer = MouthRenderer(self.avatar)
+
+    def loop_index(self, frame: int) -> int:
+        order = self.avatar.loop_order
+        return int(order[frame % len(order)])
+
+    def compose(self, frame: int, shape: MouthShape) -> np.ndarray:
+        return self.renderer.render(self.loop_index(frame), shape)
+
+    def reset(self) -> None:
+        self.renderer.reset()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.avatar.info.width, self.avatar.info.height

@@ -1,0 +1,156 @@
+"""Offer/answer: turning a browser's ``POST /offer`` into a negotiated peer connection.
+
+The client offers; the server answers with one video track and (if the client
+can receive audio) one audio track, and receives the client's microphone if it
+sends one.  Everything about the offer that can be wrong is checked here and
+reported as ``SignalingError`` (HTTP 400) with a readable reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
+
+
+_AVATAR_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_SDP_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server handed to both peers (none by default: loopback/LAN needs none)."""
+
+    urls: str
+    username: str | None = None
+    credential: str | None = None
+
+
+class SignalingError(ValueError):
+    """The offer is unusable; the message says why (sent back as HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    sdp: str
+    type: str
+    avatar: str = "default"
+
+
+@dataclass
+class Negotiated:
+    pc: RTCPeerConnection
+    video: RTCRtpTransceiver
+    audio: RTCRtpTransceiver | None        # None: the client can't receive audio
+    mic_expected: bool                     # the client sends a microphone track
+    audio_transceiver: RTCRtpTransceiver | None = None   # the audio m-line, whatever its direction
+    video_codec: str = "vp8"                             # what the worker must encode: vp8 or h264
+
+
+def parse_offer(body: Any) -> Offer:
+    """Validate the JSON body of ``POST /offer``."""
+    if not isinstance(body, dict):
+        raise SignalingError('body must be a JSON object {"sdp": ..., "type": "offer", "avatar"?: ...}')
+    sdp, kind, avatar = body.get("sdp"), body.get("type"), body.get("avatar", "default")
+    if sdp is None or kind is None:
+        missing = [k for k in ("sdp", "type") if body.get(k) is None]
+        raise SignalingError(f"missing field(s): {', '.join(missing)}")
+    if not isinstance(sdp, str) or not isinstance(kind, str):
+        raise SignalingError('"sdp" and "type" must be strings')
+    if kind != "offer":
+        raise SignalingError(f'"type" must be "offer", got {kind!r}')
+    if len(sdp) > MAX_SDP_BYTES:
+        raise SignalingError(f"SDP too large ({len(sdp)} bytes, max {MAX_SDP_BYTES})")
+    if not sdp.lstrip().startswith("v=0"):
+        raise SignalingError('malformed SDP: it must start with "v=0"')
+    if avatar is None:
+        avatar = "default"
+    if not isinstance(avatar, str) or not _AVATAR_ID.match(avatar):
+        raise SignalingError('"avatar" must be an avatar id (letters, digits, "-", "_")')
+    return Offer(sdp, kind, avatar)
+
+
+def rtc_configuration(ice_servers: tuple[IceServer, ...]) -> RTCConfiguration:
+    # An explicit empty list: aiortc would otherwise contact a public STUN server.
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in ice_servers]
+    )
+
+
+def _preferred(kind: str, first: str) -> list:
+    codecs = RTCRtpSender.getCapabilities(kind).codecs
+    wanted = f"{kind}/{first}".lower()
+    return sorted(codecs, key=lambda c: 0 if c.mimeType.lower() == wanted else 1)
+
+
+async def negotiate(
+    offer: Offer,
+    ice_servers: tuple[IceServer, ...] = (),
+    video_codec: str = "VP8",
+    on_track: Callable[[MediaStreamTrack], None] | None = None,
+) -> Negotiated:
+    """Apply the client's offer to a new peer connection (the tracks are attached by the caller).
+
+    Raises SignalingError for an offer we can't answer; closes the connection then.
+    """
+    pc = RTCPeerConnection(rtc_configuration(ice_servers))
+    # Our transceivers exist before the offer is applied so that the codec order
+    # (VP8 first: about four times cheaper to encode than H.264 here) takes effect.
+    video = pc.addTransceiver("video", direction="sendonly")
+    video.setCodecPreferences(_preferred("video", video_codec))
+    if on_track is not None:
+        pc.on("track", on_track)  # fires inside setRemoteDescription for the client's microphone
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
+    except (ValueError, OperationError, InvalidStateError, InvalidAccessError, InternalError) as e:
+        await pc.close()
+        raise SignalingError(f"malformed or unsupported SDP offer: {e}") from e
+    except Exception as e:  # aiortc's parser raises assorted errors on garbage
+        await pc.close()
+        raise SignalingError(f"malformed SDP offer ({type(e).__name__}: {e})") from e
+
+    def receives(t: RTCRtpTransceiver) -> bool:
+        # _offerDirection is the offer's direction seen from our side.
+        return t.mid is not None and t._offerDirection in ("sendonly", "sendrecv")
+
+    if not receives(video):
+        await pc.close()
+        raise SignalingError("the offer has no video section the client can receive (add a recvonly video transceiver)")
+    # aiortc made a transceiver for the offer's audio section (if any); we send on it
+    # when the client can receive, and read the microphone when it sends one.
+    audio = next((t for t in pc.getTransceivers() if t.kind == "audio" and t.mid is not None), None)
+    mic = audio is not None and audio._offerDirection in ("recvonly", "sendrecv")
+    if audio is not None and receives(audio):
+        audio.direction = "sendrecv"
+    codec = _negotiated_video_codec(video)
+    if codec is None:
+        await pc.close()
+        raise SignalingError("the offer supports neither VP8 nor H.264 video")
+    return Negotiated(pc, video, audio if audio is not None and receives(audio) else None, mic, audio, codec)
+
+
+def _negotiated_video_codec(video: RTCRtpTransceiver) -> str | None:
+    """The codec aiortc will send with (the first common one, our preference first)."""
+    for codec in getattr(video, "_codecs", []):
+        name = codec.mimeType.split("/", 1)[-1].lower()
+        if name in ("vp8", "h264"):
+            return name
+    return None
+
+
+async def answer(pc: RTCPeerConnection) -> RTCSessionDescription:
+    """Create and apply the answer (aiortc gathers all ICE candidates first: no trickle)."""
+    await pc.setLocalDescription(await pc.createAnswer())
+    return pc.localDescription

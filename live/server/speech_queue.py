@@ -1,0 +1,174 @@
+"""Text (and uploaded audio) to speech clips for a session, in order, interruptibly.
+
+``say`` splits text into sentences and synthesises them one after another; each
+sentence goes to the engine as soon as it is ready, so the avatar starts talking
+after the first sentence, not after the whole text, and the next sentences are
+synthesised while the first plays.  Requests play in the order they were made.
+An interrupt empties the queue and discards the synthesis in flight (its result
+is dropped when it returns: a running ONNX call can't be cancelled, but nothing
+it produces reaches the viewer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from live.engine.audio_feed import Clip
+from live.server.tts_service import TtsError, TtsService
+
+log = logging.getLogger(__name__)
+
+# A sentence ends at . ! ? (or their CJK forms, or a newline) followed by space or the end.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？；])|\n+")
+_CLAUSE_END = re.compile(r"(?<=[,;:，、—])\s*")
+_FIRST_PIECE_CHARS = 48       # a longer first sentence is cut at a clause boundary to start sooner
+_LEAD_SILENCE_KEEP = 160      # samples (10 ms) of a clip's leading silence worth keeping
+_SILENCE_RMS = 0.01
+
+_ids = itertools.count(1)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``; a long first sentence is split at its first clause break."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+    if parts and len(parts[0]) > _FIRST_PIECE_CHARS:
+        clauses = [c.strip() for c in _CLAUSE_END.split(parts[0]) if c.strip()]
+        if len(clauses) > 1 and len(clauses[0]) >= 8:
+            parts = [clauses[0], " ".join(clauses[1:])] + parts[1:]
+    return parts
+
+
+def trim_leading_silence(audio: np.ndarray) -> np.ndarray:
+    """Drop a synthesiser's leading silence (piper adds ~50 ms) so speech starts sooner."""
+    block = 160
+    n = len(audio) // block
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(audio[: n * block].reshape(n, block) ** 2, axis=1))
+    loud = np.flatnonzero(rms >= _SILENCE_RMS)
+    start = (int(loud[0]) * block - _LEAD_SILENCE_KEEP) if len(loud) else 0
+    return audio[max(0, start):]
+
+
+@dataclass
+class SpeechRequest:
+    utterance_id: str
+    text: str
+    voice: str | None = None
+    audio: np.ndarray | None = None    # pre-decoded audio (an upload) instead of text
+    source: str = "say"
+
+
+class SpeechQueue:
+    def __init__(
+        self,
+        tts: TtsService,
+        sink: Callable[[Clip], None],
+        on_error: Callable[[str, str], None],
+        max_queued: int = 100,
+    ) -> None:
+        self.tts = tts
+        self.sink = sink              # hands a clip to the engine (the session's worker)
+        self.on_error = on_error      # (utterance id, message)
+        self.max_queued = max_queued
+        self._queue: asyncio.Queue[SpeechRequest] = asyncio.Queue()
+        self._generation = 0
+        self._task: asyncio.Task | None = None
+        self.synthesis_s: list[float] = []   # time to synthesise each first sentence (stats)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="speech-queue")
+
+    def check(self, text: str, voice: str | None = None) -> str:
+        """The cleaned text; raises TtsError for empty text, an unknown voice or a full queue."""
+        clean = (text or "").strip()
+        if not clean:
+            raise TtsError("text is empty")
+        self.tts.resolve(voice, clean)   # validate now, so the caller gets a 400, not a later event
+        if self._queue.qsize() >= self.max_queued:
+            raise TtsError(f"too many queued requests (max {self.max_queued}); interrupt first")
+        return clean
+
+    def say(self, text: str, voice: str | None = None) -> SpeechRequest:
+        """Queue text; raises TtsError at once for an unknown voice or empty text."""
+        return self._put(SpeechRequest(f"u{next(_ids)}", self.check(text, voice), voice))
+
+    def play(self, audio: np.ndarray, label: str) -> SpeechRequest:
+        if not len(audio):
+            raise TtsError("audio is empty")
+        return self._put(SpeechRequest(f"u{next(_ids)}", label, audio=audio, source="audio"))
+
+    def interrupt(self) -> list[SpeechRequest]:
+        """Forget every queued request and the synthesis in flight; returns the dropped requests."""
+        self._generation += 1
+        dropped = []
+        while not self._queue.empty():
+            dropped.append(self._queue.get_nowait())
+        return dropped
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    async def close(self) -> None:
+        self.interrupt()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def _put(self, req: SpeechRequest) -> SpeechRequest:
+        if self._queue.qsize() >= self.max_queued:
+            raise TtsError(f"too many queued requests (max {self.max_queued}); interrupt first")
+        self._queue.put_nowait(req)
+        return req
+
+    async def _run(self) -> None:
+        while True:
+            req = await self._queue.get()
+            generation = self._generation
+            try:
+                await self._speak(req, generation)
+            except TtsError as e:
+                if generation == self._generation:
+                    self.on_error(req.utterance_id, str(e))
+            except Exception as e:  # an engine bug must not kill the session's queue
+                log.exception("speech synthesis failed")
+                if generation == self._generation:
+                    self.on_error(req.utterance_id, f"{type(e).__name__}: {e}")
+
+    async def _speak(self, req: SpeechRequest, generation: int) -> None:
+        if req.audio is not None:
+            self.sink(Clip(req.utterance_id, req.audio, req.text, first=True, last=True))
+            return
+        sentences = split_sentences(req.text)
+        sent_any = False
+        try:
+            for k, sentence in enumerate(sentences):
+                t0 = asyncio.get_running_loop().time()
+                audio = await self.tts.synthesize(sentence, req.voice)
+                if generation != self._generation:
+                    return  # interrupted while synthesising: drop it
+                if k == 0:
+                    self.synthesis_s.append(asyncio.get_running_loop().time() - t0)
+                    del self.synthesis_s[:-50]
+                    audio = trim_leading_silence(audio)
+                last = k == len(sentences) - 1
+                self.sink(Clip(req.utterance_id, audio, req.text, first=not sent_any, last=last))
+                sent_any = True
+        except TtsError:
+            if sent_any and generation == self._generation:
+                # Close the utterance that is already playing, so its end is still reported.
+                self.sink(Clip(req.utterance_id, np.zeros(0, np.float32), req.text, first=False, last=True))
+            raise
