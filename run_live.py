@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,9 +18,13 @@ DEFAULT_DATA_DIR = Path("data")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from live.server.app import serve
+    from live.server.app import StartupError, serve
 
-    serve(server_config(args))
+    try:
+        serve(server_config(args))
+    except StartupError as exc:   # a read-only or full data dir, a busy port: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -28,7 +33,7 @@ def server_config(args: argparse.Namespace):
 
     return ServerConfig(host=args.host, port=args.port, data_dir=args.data_dir, max_sessions=args.max_sessions,
                         keep_results=args.keep_results, keep_bytes=int(args.keep_gb * 1e9),
-                        keep_days=args.keep_days)
+                        keep_days=args.keep_days, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None)
 
 
 def _avatar_cache(data_dir: Path) -> Path:
@@ -123,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="studio: keep results under this many GB (default 0: no limit)")
         p.add_argument("--keep-days", type=_non_negative(float), default=0.0, metavar="DAYS",
                        help="studio: delete results older than this (default 0: keep)")
+        p.add_argument("--token", default=None,
+                       help="API token (or LIPSTREAM_TOKEN). Required on a non-loopback --host: generated and "
+                            "printed if not given. Given on loopback, it is enforced there too")
 
     render = sub.add_parser("render", help="render an audio file onto an avatar as an MP4")
     render.add_argument("--audio", required=True, type=Path)

@@ -27,7 +27,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from models.audio.audio_io import StreamResampler, float_to_int16, load_audio
+from models.audio.audio_io import StreamResampler, load_audio
+from models.audio.pcm import float_to_int16
 from models.audio.mel_stream import MelStream
 from live.engine.mp4_writer import Mp4Writer
 from models.audio.vad import VoiceActivity, speech_mask

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from models.audio.audio_io import load_audio
-from models.audio.mel_stream import SAMPLE_RATE
+from models.audio.pcm import SAMPLE_RATE
 
 _SOURCES = [
     Path("/usr/share/pocketsphinx/test/data/librivox"),

@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from models.audio.audio_io import load_audio
-from models.audio.mel_stream import SAMPLE_RATE
+from models.audio.pcm import SAMPLE_RATE
 from models.audio.vad import speech_mask
 
 # Measured openness under which lips count as together.  Calibrated by eye on rendered

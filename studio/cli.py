@@ -18,6 +18,7 @@ from pathlib import Path
 
 from studio.config import StudioConfig, StudioPaths, usable_cores
 from studio.jobs import BatchProgress, ItemStatus, StudioError
+from studio.storage import unique_name
 from studio.zip_export import ZipEntry, iter_zip
 
 DEFAULT_ZIP_NAME = "lipstream-batch.zip"
@@ -100,7 +101,9 @@ async def _run(args: argparse.Namespace, config: StudioConfig) -> int:
     try:
         await studio.start()
         batch = studio.create_batch(f"cli: {args.audio.name}", args.fps)
-        studio.add_local_files(batch.id, args.audio, list(args.videos))
+        # Results never take the name of a file already in --out (a source video, an earlier run).
+        studio.add_local_files(batch.id, args.audio, list(args.videos),
+                               taken={p.name for p in args.out.iterdir()})
         studio.start_batch(batch.id)
         n = len(args.videos)
         print(f"{n} video(s) x {args.audio.name} on {studio.pool.size} render process(es)", file=sys.stderr)
@@ -147,11 +150,12 @@ def _report_items(snap: BatchProgress, reported: set[str], out: Path, bar) -> No
 
 
 def _deliver(studio, results, out: Path) -> list[Path]:
-    """Move finished results from the private folder into ``out`` (atomically per file)."""
+    """Move finished results from the private folder into ``out`` (atomically per file),
+    never over an existing file."""
     written = []
     for r in results:
         src = studio.result_file(r)
-        dst = out / r.filename
+        dst = out / unique_name(r.filename, {p.name for p in out.iterdir()})
         tmp = dst.with_name(f".{dst.name}.part-{os.getpid()}")
         shutil.move(str(src), tmp)    # rename when on the same disk, copy otherwise
         os.replace(tmp, dst)

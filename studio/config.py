@@ -41,6 +41,7 @@ class StudioConfig:
     progress_interval_s: float = 0.4       # how often workers record progress / SSE polls
     checkpoint: Path | None = None         # mouth model weights; None = checkpoints/mouth_net.pt
     avatar_root: Path | None = None        # avatar cache; None = <data_dir>/avatars (shared with live)
+    piper_voice_files: tuple[Path, ...] = ()  # the operator's own piper voices, as in ServerConfig
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else usable_cores()
@@ -87,10 +88,6 @@ class StudioPaths:
         return self.root / "features"
 
     @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    @property
     def log(self) -> Path:
         return self.root / "logs" / "jobs.log"
 
@@ -99,7 +96,7 @@ class StudioPaths:
         return self.avatar_root if self.avatar_root is not None else self.data_dir / "avatars"
 
     def create(self) -> "StudioPaths":
-        for folder in (self.uploads, self.results, self.thumbs, self.features, self.tmp,
-                       self.log.parent, self.avatars):
+        for folder in (self.uploads, self.results, self.thumbs, self.features, self.log.parent,
+                       self.avatars):
             folder.mkdir(parents=True, exist_ok=True)
         return self

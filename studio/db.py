@@ -19,7 +19,7 @@ from studio.jobs import (
     check_batch_move, check_item_move,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: items.crashes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS items (
     progress REAL NOT NULL DEFAULT 0,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0,
     started_at REAL,
     finished_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0
@@ -108,7 +109,7 @@ class StudioDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = connect(self.path)
         self.conn.executescript(_SCHEMA)
-        self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        _migrate(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -150,9 +151,6 @@ class StudioDB:
             "SELECT (SELECT COUNT(*) FROM items WHERE video_upload=?)"
             " + (SELECT COUNT(*) FROM batches WHERE audio_upload=?)", (upload_id, upload_id)).fetchone()
         return row[0] > 0
-
-    def all_uploads(self) -> list[Upload]:
-        return [_upload(r) for r in self.conn.execute("SELECT * FROM uploads")]
 
     # -- batches ---------------------------------------------------------------
 
@@ -269,20 +267,26 @@ class StudioDB:
         rows = self.conn.execute(_ITEM_SELECT + " WHERE i.status=? ORDER BY i.position", (status.value,))
         return [_item(r) for r in rows]
 
-    def out_names(self, batch_id: str) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT out_name FROM items WHERE batch_id=?",
-                                                (batch_id,))}
+    def set_out_names(self, names: dict[str, str]) -> None:
+        """Name the results of items (item id -> file name) in one transaction."""
+        with self.tx():
+            self.conn.executemany("UPDATE items SET out_name=? WHERE id=?",
+                                  [(name, item_id) for item_id, name in names.items()])
 
     def delete_item(self, item_id: str) -> None:
         self.conn.execute("DELETE FROM items WHERE id=?", (item_id,))
 
     def move_item(self, item_id: str, new: ItemStatus, *, error: str | None = None,
-                  stage: str | None = None) -> Item:
+                  stage: str | None = None, crashed: bool = False) -> Item:
+        """Change an item's state; ``crashed``: its render process died (counts against
+        the item's crash budget; a server restart does not)."""
         with self.tx():
             old = self.get_item(item_id)
             check_item_move(old.status, new)
             now = time.time()
             sets: dict = {"status": new.value}
+            if crashed:
+                sets["crashes"] = old.crashes + 1
             if new is ItemStatus.RUNNING:
                 sets.update(started_at=now, attempts=old.attempts + 1, progress=0.0, stage="starting")
             if new is ItemStatus.QUEUED:
@@ -338,10 +342,6 @@ class StudioDB:
             raise NotFound(f"no result named {filename!r} in batch {batch_id!r}")
         return _result(row)
 
-    def result_names(self, batch_id: str) -> set[str]:
-        return {r[0] for r in self.conn.execute("SELECT filename FROM results WHERE batch_id=?",
-                                                (batch_id,))}
-
     def list_results(self, limit: int, offset: int, batch_id: str | None = None) -> list[Result]:
         if batch_id is None:
             rows = self.conn.execute(
@@ -361,11 +361,16 @@ class StudioDB:
         return self.conn.execute("SELECT COUNT(*) FROM results WHERE batch_id=?",
                                  (batch_id,)).fetchone()[0]
 
-    def results_bytes(self) -> int:
-        return self.conn.execute("SELECT COALESCE(SUM(size), 0) FROM results").fetchone()[0]
-
     def delete_result(self, result_id: str) -> None:
         self.conn.execute("DELETE FROM results WHERE id=?", (result_id,))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an older version up to SCHEMA_VERSION."""
+    columns = {r["name"] for r in conn.execute("PRAGMA table_info(items)")}
+    if "crashes" not in columns:
+        conn.execute("ALTER TABLE items ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 
 _ITEM_SELECT = ("SELECT i.*, r.id AS result_id FROM items i"
@@ -391,7 +396,7 @@ def _item(r: sqlite3.Row) -> Item:
     return Item(r["id"], r["batch_id"], r["position"], r["video_upload"], r["out_name"],
                 ItemStatus(r["status"]),
                 r["stage"], r["progress"], r["error"], r["attempts"], r["started_at"],
-                r["finished_at"], r["result_id"])
+                r["finished_at"], r["result_id"], r["crashes"])
 
 
 def _result(r: sqlite3.Row) -> Result:

@@ -19,16 +19,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from live.http.errors import ApiError
 
-class StudioError(Exception):
-    """A request the studio cannot honour; ``status`` is the HTTP status to answer with."""
 
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
+class StudioError(ApiError):
+    """A request the studio cannot honour; ``status`` is the HTTP status to answer with
+    (the one JSON error layer, live/http/errors.py, answers it)."""
 
 
 class NotFound(StudioError):
@@ -153,6 +149,7 @@ class Item:
     started_at: float | None = None
     finished_at: float | None = None
     result_id: str | None = None
+    crashes: int = 0          # render processes that died on it (a server restart is not one)
 
 
 @dataclass(frozen=True)

@@ -161,13 +161,13 @@ def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
     except Exception as exc:  # noqa: BLE001 - e.g. a missing or incompatible model checkpoint
         raise JobFailed(f"audio analysis failed: {exc}") from None
     audio_out, track_out = Path(job.audio_out), Path(job.track_out)
-    tmp_audio = storage.temp_path_for(audio_out)
-    np.save(tmp_audio, audio)
-    os.replace(tmp_audio, audio_out)
-    tmp_track = storage.temp_path_for(track_out)
-    track.save(tmp_track)
-    # The track is written last: its presence means the batch's features are complete.
-    os.replace(tmp_track, track_out)
+    with storage.partial_file(audio_out) as tmp_audio:
+        np.save(tmp_audio, audio)
+        os.replace(tmp_audio, audio_out)
+    with storage.partial_file(track_out) as tmp_track:
+        track.save(tmp_track)
+        # The track is written last: its presence means the batch's features are complete.
+        os.replace(tmp_track, track_out)
     return AnalyzeOutcome(len(audio) / 16_000, track.n_frames, time.perf_counter() - t0,
                           time.process_time() - c0)
 
@@ -273,31 +273,44 @@ def render(job: RenderJob) -> RenderOutcome:
 
     audio = np.load(job.audio_path)
     track = MouthTrack.load(Path(job.track_path))
-    out = Path(job.out_path)
-    tmp = storage.temp_path_for(out)
+    out, thumb = Path(job.out_path), Path(job.thumb_path)
 
     def on_frame(done: int, total: int) -> None:
         progress.render_fraction = PREP_SHARE + (1 - PREP_SHARE) * done / max(total, 1)
 
+    # Every way out of this block short of the commit (a cancel seen by any progress
+    # write, a render, thumbnail or disk error) removes the temp file and the thumbnail.
     try:
-        stats = render_video(avatar, track, audio, tmp, progress=on_frame,
-                             cancel=progress.cancelled, encoder_threads=1)
-    except RenderCancelled:
-        tmp.unlink(missing_ok=True)
-        raise JobCancelled("cancelled") from None
-    except Exception as exc:  # noqa: BLE001
-        tmp.unlink(missing_ok=True)
-        raise JobFailed(readable_reason(exc, job.video_name)) from None
-    progress("finishing", 0.99, force=True)
-    thumb = Path(job.thumb_path)
-    duration, width, height = storage.write_thumbnail(tmp, thumb)
-    storage.commit(tmp, out)
+        with storage.partial_file(out) as tmp:
+            try:
+                stats = render_video(avatar, track, audio, tmp, progress=on_frame,
+                                     cancel=progress.cancelled, encoder_threads=1)
+            except RenderCancelled:
+                raise JobCancelled("cancelled") from None
+            except Exception as exc:  # noqa: BLE001 - every failure becomes the item's readable reason
+                raise JobFailed(readable_reason(exc, job.video_name)) from None
+            progress("finishing", 0.99, force=True)
+            duration, width, height = _save(tmp, out, thumb, job.video_name)
+    except BaseException:
+        storage.discard(thumb)
+        raise
     return RenderOutcome(
         duration=duration, width=width, height=height, size=out.stat().st_size,
         prep_seconds=t_prep, prep_cpu_seconds=cpu_prep, wait_seconds=t_wait, render_seconds=stats.render_seconds, encode_seconds=stats.encode_seconds,
         wall_seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0,
         avatar_id=info.avatar_id,
         warnings=tuple(info.warnings))
+
+
+def _save(tmp: Path, out: Path, thumb: Path, source: str) -> tuple[float, int, int]:
+    """Thumbnail the rendered file and publish it as ``out``; (duration, width, height)."""
+    try:
+        probed = storage.write_thumbnail(tmp, thumb)
+        storage.commit(tmp, out)
+    except Exception as exc:  # noqa: BLE001 - e.g. a full disk; the reason names no server path
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise JobFailed(f"{source}: the result could not be saved ({detail})") from None
+    return probed
 
 
 def readable_reason(exc: BaseException, source: str) -> str:

@@ -1,11 +1,12 @@
 """HTTP API of the batch studio, mounted under ``/studio`` on the live server's app.
 
-Every error is a JSON ``{"error": "..."}`` with a 4xx status (5xx only for bugs).
+Every error is a JSON ``{"error": "..."}`` with a 4xx status (5xx only for bugs), from the
+server's one error layer (live/http/errors.py); access rules: live/http/guard.py.
 The API, in the order a client uses it::
 
     POST   /studio/batches                      {"name"?, "fps"?} -> batch
     POST   /studio/batches/{id}/audio           multipart: one audio (or video) file
-    POST   /studio/batches/{id}/tts             {"text", "voice"?: "piper/joe"} (see /studio/voices)
+    POST   /studio/batches/{id}/tts             {"text", "voice"?: "piper:joe"} (see /studio/voices)
     POST   /studio/batches/{id}/videos          multipart: one or more videos / photos
     DELETE /studio/batches/{id}/videos[/{item}] remove one / all
     POST   /studio/batches/{id}/start | cancel
@@ -23,15 +24,15 @@ The API, in the order a client uses it::
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 import shutil
-import time
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from aiohttp import web
+
+from live.http.body import json_number, json_string, query_int, read_json
+from live.http.guard import CONTROL, access
+from live.http.sse import SseEvent, setup_sse, stream_sse
 
 from studio.config import StudioConfig
 from studio.jobs import NotFound, StudioError, result_json, upload_json
@@ -46,94 +47,45 @@ STUDIO: web.AppKey[Studio] = web.AppKey("lipstream_studio", Studio)
 # Settings may be replaced on an app until it starts (tests, embedding apps):
 # ``app[STUDIO_CONFIG] = StudioConfig(...)`` after ``create_app``.
 STUDIO_CONFIG: web.AppKey[StudioConfig] = web.AppKey("lipstream_studio_config", StudioConfig)
-_STREAMS: web.AppKey[set] = web.AppKey("lipstream_studio_streams", set)
 MAX_LOG_LINES = 1000
-SSE_KEEPALIVE_S = 15.0
+MAX_PAGE = 1_000_000
+MAX_OFFSET = 10_000_000
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json_errors(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except StudioError as exc:
-            return web.json_response({"error": str(exc)}, status=exc.status)
-        except web.HTTPException:
-            raise
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
-        except Exception:  # noqa: BLE001 - a bug must still answer JSON, and be logged
-            log.exception("studio request failed: %s %s", request.method, request.path)
-            return web.json_response({"error": "internal error (see the server log)"}, status=500)
-    return wrapped
+# GETs the browser makes by itself (EventSource, <video>/<img> sources, download links) may carry ?token=.
+_browser_loaded = access(CONTROL, query_token=True)
 
 
 def _studio(request: web.Request) -> Studio:
     return request.app[STUDIO]
 
 
-async def _json_body(request: web.Request) -> dict:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise StudioError("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise StudioError("the request body must be a JSON object")
-    return body
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise StudioError(f"{name} must be an integer") from None
-
-
 # -- batches ---------------------------------------------------------------------------------
 
-@_json_errors
 async def create_batch(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    name = body.get("name")
-    fps = body.get("fps")
-    if name is not None and not isinstance(name, str):
-        raise StudioError("name must be a string")
-    if fps is not None and not isinstance(fps, (int, float)):
-        raise StudioError("fps must be a number")
+    body = await read_json(request, optional=True)
+    name = json_string(body, "name", max_len=1000)
+    fps = json_number(body, "fps", 1.0, 60.0)
     batch = _studio(request).create_batch(name, fps)
     return web.json_response(_studio(request).progress(batch.id).to_json(), status=201)
 
 
-@_json_errors
 async def list_batches(request: web.Request) -> web.Response:
     studio = _studio(request)
-    limit = _int_param(request, "limit", 20)
-    offset = _int_param(request, "offset", 0)
-    if not 1 <= limit <= 100 or offset < 0:
-        raise StudioError("limit must be 1..100 and offset >= 0")
+    limit = query_int(request, "limit", 20, 1, 100)
+    offset = query_int(request, "offset", 0, 0, MAX_OFFSET)
     batches = [studio.progress(b.id).to_json() for b in studio.list_batches(limit, offset)]
     return web.json_response({"batches": batches, "total": studio.db.count_batches()})
 
 
-@_json_errors
 async def get_batch(request: web.Request) -> web.Response:
     return web.json_response(_studio(request).progress(request.match_info["batch"]).to_json())
 
 
-@_json_errors
 async def delete_batch(request: web.Request) -> web.Response:
     _studio(request).delete_batch(request.match_info["batch"])
     return web.json_response({"deleted": True})
 
 
-@_json_errors
 async def upload_audio(request: web.Request) -> web.Response:
     studio = _studio(request)
     batch_id = request.match_info["batch"]
@@ -147,17 +99,15 @@ async def upload_audio(request: web.Request) -> web.Response:
     return web.json_response(upload_json(upload), status=201)
 
 
-@_json_errors
 async def tts_audio(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    text, voice = body.get("text"), body.get("voice", "piper")
-    if not isinstance(text, str) or not isinstance(voice, str):
-        raise StudioError('send {"text": "...", "voice": "engine/voice"}')
+    body = await read_json(request)
+    text, voice = body.get("text"), body.get("voice")
+    if not isinstance(text, str) or not isinstance(voice, (str, type(None))):
+        raise StudioError('send {"text": "...", "voice": "engine:voice"}')
     upload = await _studio(request).set_audio_from_text(request.match_info["batch"], text, voice)
     return web.json_response(upload_json(upload), status=201)
 
 
-@_json_errors
 async def upload_videos(request: web.Request) -> web.Response:
     studio = _studio(request)
     batch_id = request.match_info["batch"]
@@ -169,85 +119,74 @@ async def upload_videos(request: web.Request) -> web.Response:
                                          "out_name": i.out_name} for i in items]}, status=201)
 
 
-@_json_errors
 async def remove_video(request: web.Request) -> web.Response:
     _studio(request).remove_item(request.match_info["batch"], request.match_info["item"])
     return web.json_response({"removed": 1})
 
 
-@_json_errors
 async def clear_videos(request: web.Request) -> web.Response:
     return web.json_response({"removed": _studio(request).clear_items(request.match_info["batch"])})
 
 
-@_json_errors
 async def start_batch(request: web.Request) -> web.Response:
     studio = _studio(request)
     batch = studio.start_batch(request.match_info["batch"])
     return web.json_response(studio.progress(batch.id).to_json())
 
 
-@_json_errors
 async def cancel_batch(request: web.Request) -> web.Response:
     studio = _studio(request)
     batch = studio.cancel_batch(request.match_info["batch"])
     return web.json_response(studio.progress(batch.id).to_json())
 
 
-@_json_errors
+@_browser_loaded
 async def batch_events(request: web.Request) -> web.StreamResponse:
     """Progress as Server-Sent Events: a ``progress`` event whenever something changed,
     then ``end`` once the batch and all its items are settled."""
     studio = _studio(request)
     batch_id = request.match_info["batch"]
     studio.progress(batch_id)  # 404 as JSON, before the stream starts
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       "X-Accel-Buffering": "no"})
-    await resp.prepare(request)
-    streams = request.app[_STREAMS]
-    task = asyncio.current_task()
-    streams.add(task)
-    try:
-        last, last_write = "", time.monotonic()
-        while True:
-            snap = studio.progress(batch_id)
-            body = json.dumps(snap.to_json())
-            if body != last:
-                await resp.write(f"event: progress\ndata: {body}\n\n".encode())
-                last, last_write = body, time.monotonic()
-            elif time.monotonic() - last_write > SSE_KEEPALIVE_S:
-                await resp.write(b": keep-alive\n\n")
-                last_write = time.monotonic()
+    sent: dict | None = None
+    finished = False
+
+    async def next_event() -> SseEvent | None:
+        nonlocal sent, finished
+        while not finished:
+            try:
+                snap = studio.progress(batch_id)
+            except NotFound:   # the batch was deleted while we watched it
+                finished = True
+                return SseEvent("end", {"deleted": True})
+            data = snap.to_json()
+            if data != sent:
+                sent = data
+                return SseEvent("progress", data)
             if snap.batch.status.terminal and not snap.current:
-                await resp.write(b"event: end\ndata: {}\n\n")
-                break
+                finished = True
+                return SseEvent("end", {})
             await asyncio.sleep(studio.config.progress_interval_s)
-    except NotFound:   # the batch was deleted while we watched it
-        await resp.write(b"event: end\ndata: {\"deleted\": true}\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    finally:
-        streams.discard(task)
-    return resp
+        return None
+
+    return await stream_sse(request, next_event)
 
 
 # -- results ---------------------------------------------------------------------------------
 
-@_json_errors
 async def list_results(request: web.Request) -> web.Response:
     studio = _studio(request)
-    page = studio.results_page(_int_param(request, "page", 1), _int_param(request, "per_page", 20),
+    page = studio.results_page(query_int(request, "page", 1, 1, MAX_PAGE),
+                               query_int(request, "per_page", 20, 1, 1000),
                                request.query.get("batch") or None)
     return web.json_response({"results": [result_json(r) for r in page.results], "total": page.total,
                               "page": page.page, "per_page": page.per_page, "pages": page.pages})
 
 
-@_json_errors
 async def get_result(request: web.Request) -> web.Response:
     return web.json_response(result_json(_studio(request).result(request.match_info["result"])))
 
 
-@_json_errors
+@_browser_loaded
 async def result_video(request: web.Request) -> web.StreamResponse:
     studio = _studio(request)
     path = studio.result_file(studio.result(request.match_info["result"]))
@@ -255,7 +194,7 @@ async def result_video(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
 
 
-@_json_errors
+@_browser_loaded
 async def result_thumb(request: web.Request) -> web.StreamResponse:
     studio = _studio(request)
     path = studio.thumb_file(studio.result(request.match_info["result"]))
@@ -263,7 +202,7 @@ async def result_thumb(request: web.Request) -> web.StreamResponse:
                                            "Cache-Control": "max-age=86400"})
 
 
-@_json_errors
+@_browser_loaded
 async def download_file(request: web.Request) -> web.StreamResponse:
     studio = _studio(request)
     _result, path = studio.file_by_name(request.match_info["batch"], request.match_info["name"])
@@ -271,16 +210,14 @@ async def download_file(request: web.Request) -> web.StreamResponse:
         "Content-Type": "video/mp4", "Content-Disposition": f'attachment; filename="{path.name}"'})
 
 
-@_json_errors
 async def delete_result(request: web.Request) -> web.Response:
     studio = _studio(request)
     studio.result(request.match_info["result"])  # 404 if unknown
     return web.json_response({"deleted": studio.delete_results([request.match_info["result"]])})
 
 
-@_json_errors
 async def delete_results(request: web.Request) -> web.Response:
-    ids = (await _json_body(request)).get("ids")
+    ids = (await read_json(request)).get("ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise StudioError('send {"ids": ["...", ...]}')
     return web.json_response({"deleted": _studio(request).delete_results(ids)})
@@ -296,7 +233,7 @@ async def _stream_zip(request: web.Request, entries, name: str) -> web.StreamRes
     return resp
 
 
-@_json_errors
+@_browser_loaded
 async def batch_zip(request: web.Request) -> web.StreamResponse:
     studio = _studio(request)
     batch = studio.batch(request.match_info["batch"])
@@ -304,7 +241,7 @@ async def batch_zip(request: web.Request) -> web.StreamResponse:
     return await _stream_zip(request, entries, f"lipstream-{batch.id}.zip")
 
 
-@_json_errors
+@_browser_loaded
 async def selection_zip(request: web.Request) -> web.StreamResponse:
     ids = [i for i in request.query.get("ids", "").split(",") if i]
     if not ids:
@@ -315,23 +252,18 @@ async def selection_zip(request: web.Request) -> web.StreamResponse:
 
 # -- housekeeping ----------------------------------------------------------------------------
 
-@_json_errors
 async def get_usage(request: web.Request) -> web.Response:
     studio = _studio(request)
     disk = await asyncio.to_thread(disk_usage, studio.paths)
     return web.json_response(studio.usage(disk))
 
 
-@_json_errors
 async def get_logs(request: web.Request) -> web.Response:
-    n = _int_param(request, "lines", 100)
-    if not 1 <= n <= MAX_LOG_LINES:
-        raise StudioError(f"lines must be between 1 and {MAX_LOG_LINES}")
+    n = query_int(request, "lines", 100, 1, MAX_LOG_LINES)
     studio = _studio(request)
     return web.json_response({"lines": studio.log.tail(n), "path": str(studio.paths.log)})
 
 
-@_json_errors
 async def get_config(request: web.Request) -> web.Response:
     studio = _studio(request)
     c = studio.config
@@ -339,12 +271,10 @@ async def get_config(request: web.Request) -> web.Response:
                               "max_audio_seconds": c.max_audio_seconds, "fps": c.fps})
 
 
-@_json_errors
 async def get_voices(request: web.Request) -> web.Response:
     return web.json_response({"voices": await asyncio.to_thread(_studio(request).voices)})
 
 
-@_json_errors
 async def not_found(request: web.Request) -> web.Response:
     raise NotFound(f"no studio endpoint {request.method} {request.path}")
 
@@ -353,7 +283,7 @@ async def not_found(request: web.Request) -> web.Response:
 
 def setup_studio(app: web.Application, data_dir: Path, config: StudioConfig | None = None) -> None:
     """Register the studio API on ``app``; the queue runs from app start-up to clean-up."""
-    app[_STREAMS] = set()
+    setup_sse(app)
 
     async def lifetime(app: web.Application):
         studio = Studio(Path(data_dir), app.get(STUDIO_CONFIG, config))
@@ -362,14 +292,7 @@ def setup_studio(app: web.Application, data_dir: Path, config: StudioConfig | No
         yield
         await studio.stop()
 
-    async def end_streams(app: web.Application) -> None:
-        # Progress streams never end by themselves while a batch runs; a stopping
-        # server must not wait for them.
-        for task in list(app[_STREAMS]):
-            task.cancel()
-
     app.cleanup_ctx.append(lifetime)
-    app.on_shutdown.append(end_streams)
     r = app.router
     r.add_get("/studio/config", get_config)
     r.add_get("/studio/voices", get_voices)

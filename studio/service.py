@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +27,11 @@ from studio.jobs import (
 from studio.uploads import Received, check_audio, check_video
 from studio.worker_pool import WorkerPool, audio_features_path, track_path
 from studio.zip_export import ZipEntry, unique_arcnames
+from tts import registry
+from tts.alignment import EngineUnavailable, SpeechError, check_text
+from tts.registry import Voice, VoiceRegistry
 
 MAX_PER_PAGE = 100
-MAX_TTS_CHARS = 5000
-# Engines fast enough to voice a script while the user waits (see tts.voices).
-TTS_ENGINES = ("piper", "espeak")
 
 
 class DataDirBusy(StudioError):
@@ -62,6 +63,8 @@ class Studio:
         self.pool = WorkerPool(self.db, self.paths, self.config, self.log,
                                after_result=self.apply_retention, after_batch=self.release_batch_files)
         self._tts_lock = asyncio.Lock()
+        # The same voices, by the same names, as the live API (tts.registry).
+        self.voice_registry = VoiceRegistry(self.config.piper_voice_files)
 
     async def start(self) -> None:
         await self.pool.start()
@@ -109,8 +112,8 @@ class Studio:
         return self.paths.uploads / new_id()
 
     async def set_audio(self, batch_id: str, received: Received) -> Upload:
-        self._draft(batch_id)
         try:
+            self._draft(batch_id)   # refused (409): the received file must not stay behind
             probed = await asyncio.to_thread(check_audio, received, self.config.max_audio_seconds)
             # the batch may have been started (or deleted) while the file was checked
             return self._attach_audio(batch_id, received, probed.mime, probed.duration)
@@ -126,35 +129,37 @@ class Studio:
         self.db.set_batch_audio(batch_id, upload.id)
         if batch.audio_upload:
             self._forget_upload(batch.audio_upload)
+        self._name_results(batch_id)
         self.log.event("audio_added", batch=batch_id, file=upload.filename, size=upload.size,
                        seconds=duration)
         return upload
 
-    async def set_audio_from_text(self, batch_id: str, text: str, voice: str) -> Upload:
-        """Synthesise ``text`` with ``voice`` ("engine/voice") and use it as the batch's audio."""
+    async def set_audio_from_text(self, batch_id: str, text: str, voice: str | None) -> Upload:
+        """Synthesise ``text`` with ``voice`` ("engine:voice"; None = chosen from the text's
+        script) and use it as the batch's audio."""
         self._draft(batch_id)
-        text = (text or "").strip()
-        if not text:
-            raise StudioError("text is empty")
-        if len(text) > MAX_TTS_CHARS:
-            raise StudioError(f"text is longer than {MAX_TTS_CHARS} characters")
-        engine_name, _, voice_name = (voice or "piper").partition("/")
-        if engine_name not in TTS_ENGINES:
-            raise StudioError(f"unknown voice {voice!r}; see GET /studio/voices")
+        try:
+            text = check_text(text)      # the live API's check: 400 for nothing speakable
+            resolved = await asyncio.to_thread(self.voice_registry.resolve, voice, text)
+        except SpeechError as exc:
+            raise StudioError(str(exc)) from None
         folder = self.upload_folder()
         folder.mkdir(parents=True)
         path = folder / "speech.wav"
         try:
             async with self._tts_lock:  # one synthesis at a time: engines keep global state
-                duration = await asyncio.to_thread(_synthesize_wav, engine_name, voice_name or None,
-                                                   text, path)
-        except ValueError as exc:  # SpeechError: bad text/voice
+                duration = await asyncio.to_thread(_synthesize_wav, resolved, text, path)
+        except SpeechError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise StudioError(f"speech synthesis failed: {exc}") from None
+        except EngineUnavailable:
+            shutil.rmtree(folder, ignore_errors=True)
+            self.log.event("tts_unavailable", voice=resolved.id)
+            raise StudioError(f"voice {resolved.id} is not available on this server") from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        received = Received(f"{(voice or 'piper').replace('/', '-')}-speech.wav", path,
+        received = Received(f"{resolved.id.replace(':', '-')}-speech.wav", path,
                             path.stat().st_size, b"")
         try:
             return self._attach_audio(batch_id, received, "audio/wav", duration)
@@ -164,8 +169,8 @@ class Studio:
 
     async def add_videos(self, batch_id: str, received: list[Received]) -> list[Item]:
         """Add avatar videos (or photos) to a draft; all-or-nothing per request."""
-        self._draft(batch_id)
         try:
+            self._draft(batch_id)   # refused (409): the received files must not stay behind
             probed = [await asyncio.to_thread(check_video, r) for r in received]
             self._draft(batch_id)   # still a draft after the (slow) checks?
         except BaseException:
@@ -173,31 +178,42 @@ class Studio:
                 shutil.rmtree(r.path.parent, ignore_errors=True)
             raise
         items = []
-        taken = self.db.out_names(batch_id)
         for r, p in zip(received, probed):
             upload = self.db.add_upload("video", r.filename, str(r.path.relative_to(self.paths.root)),
                                         r.size, p.mime, p.duration)
-            out_name = storage.unique_name(Path(r.filename).stem + ".mp4", taken)
-            taken.add(out_name)
-            items.append(self.db.add_item(batch_id, upload.id, out_name))
+            items.append(self.db.add_item(batch_id, upload.id, out_name=""))
             self.log.event("video_added", batch=batch_id, item=items[-1].id, file=r.filename, size=r.size)
-        return items
+        self._name_results(batch_id)
+        return [self.db.get_item(i.id) for i in items]
 
-    def add_local_files(self, batch_id: str, audio: Path, videos: list[Path]) -> list[Item]:
-        """The CLI's way in: reference the user's files where they are (never copied, never deleted)."""
+    def add_local_files(self, batch_id: str, audio: Path, videos: list[Path],
+                        taken: Iterable[str] = ()) -> list[Item]:
+        """The CLI's way in: reference the user's files where they are (never copied, never
+        deleted).  ``taken``: names in the output folder that no result may take."""
         self._draft(batch_id)
-        a = self.db.add_upload("audio", audio.name, str(audio.resolve()), audio.stat().st_size,
-                               "application/octet-stream", None, owned=False)
+        a = self.db.add_upload("audio", audio.name, str(audio.resolve()),
+                               audio.stat().st_size, "application/octet-stream", None, owned=False)
         self.db.set_batch_audio(batch_id, a.id)
         items = []
-        taken: set[str] = set()
         for v in videos:
-            u = self.db.add_upload("video", v.name, str(v.resolve()), v.stat().st_size,
-                                   "application/octet-stream", None, owned=False)
-            out_name = storage.unique_name(storage.safe_name(v.stem, "video") + ".mp4", taken)
-            taken.add(out_name)
-            items.append(self.db.add_item(batch_id, u.id, out_name))
-        return items
+            u = self.db.add_upload("video", v.name, str(v.resolve()),
+                                   v.stat().st_size, "application/octet-stream", None, owned=False)
+            items.append(self.db.add_item(batch_id, u.id, out_name=""))
+        self._name_results(batch_id, taken)
+        return [self.db.get_item(i.id) for i in items]
+
+    def _name_results(self, batch_id: str, taken: Iterable[str] = ()) -> None:
+        """Name each item's result ``<video>__<audio>.mp4``, unique in the batch and
+        among ``taken``.  Called whenever a draft's audio or videos change, so the names
+        are final when the batch starts (it cannot start without an audio)."""
+        batch = self.db.get_batch(batch_id)
+        audio = self.db.get_upload(batch.audio_upload).filename if batch.audio_upload else "audio"
+        used = set(taken)
+        names = {}
+        for item, video_name in self.db.items_with_names(batch_id):
+            names[item.id] = storage.result_name(video_name, audio, used)
+            used.add(names[item.id])
+        self.db.set_out_names(names)
 
     def remove_item(self, batch_id: str, item_id: str) -> None:
         self._draft(batch_id)
@@ -377,34 +393,14 @@ class Studio:
         return self.delete_results(doomed, reason="expired")
 
     def voices(self) -> list[dict]:
-        from tts.voices import engine_info
-
-        out = []
-        for name in TTS_ENGINES:
-            try:
-                info = engine_info(name)
-            except Exception:  # noqa: BLE001 - an engine that can't load is just not offered
-                continue
-            if not info.available:
-                continue
-            voices = info.voices
-            if name == "espeak":
-                from tts.voices import ESPEAK_SHOWCASE
-                voices = tuple(v for v in ESPEAK_SHOWCASE if v in voices) or voices[:20]
-            out += [{"id": f"{name}/{v}", "engine": name, "voice": v,
-                     "default": name == TTS_ENGINES[0] and v == info.default_voice} for v in voices]
-        return out
+        """The voices ``set_audio_from_text`` takes: the live API's list (``GET /voices``)."""
+        return [v.__dict__ for v in self.voice_registry.voices()]
 
 
-def _synthesize_wav(engine_name: str, voice: str | None, text: str, out: Path) -> float:
+def _synthesize_wav(voice: Voice, text: str, out: Path) -> float:
     from models.audio.pcm import write_wav
-    from tts.voices import engine
 
-    mod = engine(engine_name)
-    if not mod.available():
-        raise StudioError(f"speech engine {engine_name} is not installed here")
-    audio = mod.synthesize(text, voice or mod.DEFAULT_VOICE)
-    return write_wav(out, audio)
+    return write_wav(out, registry.synthesize(voice, text))
 
 
 def _lock_folder(root: Path) -> int:

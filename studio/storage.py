@@ -12,8 +12,10 @@ import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from studio.config import StudioPaths
 from studio.jobs import StudioError
@@ -58,7 +60,7 @@ def inside(root: Path, relative: str) -> Path:
 
 
 def unique_name(wanted: str, taken: set[str]) -> str:
-    """``wanted``, or ``stem_2.ext``, ``stem_3.ext`` ... if it is taken."""
+    """``wanted``, or ``stem-2.ext``, ``stem-3.ext`` ... if it is taken."""
     if wanted not in taken:
         return wanted
     stem, dot, ext = wanted.rpartition(".")
@@ -66,10 +68,27 @@ def unique_name(wanted: str, taken: set[str]) -> str:
         stem, ext = wanted, ""
     n = 2
     while True:
-        candidate = f"{stem}_{n}{dot}{ext}"
+        candidate = f"{stem}-{n}{dot}{ext}"
         if candidate not in taken:
             return candidate
         n += 1
+
+
+_MAX_STEM = 56   # two stems, "__" and ".mp4" stay under _MAX_NAME
+
+
+def result_name(video_name: str, audio_name: str, taken: set[str]) -> str:
+    """``<video>__<audio>.mp4`` from the sources' sanitised stems, unique among ``taken``.
+
+    Both sources are named, so a result can never take (and, downloaded next to it,
+    overwrite) the name of the video it was made from.
+    """
+    return unique_name(f"{_stem(video_name, 'video')}__{_stem(audio_name, 'audio')}.mp4", taken)
+
+
+def _stem(name: str, default: str) -> str:
+    stem = Path(safe_name(name, default)).stem
+    return safe_name(stem, default)[:_MAX_STEM].rstrip(" .") or default
 
 
 _counter = 0
@@ -81,6 +100,28 @@ def temp_path_for(final: Path) -> Path:
     global _counter
     _counter += 1
     return final.with_name(f"{final.stem}{PARTIAL_MARK}{os.getpid()}-{_counter}{final.suffix}")
+
+
+@contextmanager
+def partial_file(final: Path) -> Iterator[Path]:
+    """A temp path for ``final`` that is gone when the block exits, however it exits.
+
+    Write the temp file inside the block and ``commit`` it to ``final`` as the block's
+    last step; a failure or a cancellation anywhere before that leaves nothing behind.
+    """
+    tmp = temp_path_for(final)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """Remove a file this process may have written; whatever else is there is left alone."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:   # e.g. a folder of that name: not ours to remove
+        pass
 
 
 def is_partial(path: Path) -> bool:
@@ -131,9 +172,9 @@ def write_thumbnail(video: Path, out: Path, width: int = THUMB_WIDTH) -> tuple[f
     ok, buf = cv2.imencode(".jpg", thumb, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise StudioError("could not encode the thumbnail")
-    tmp = temp_path_for(out)
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, out)
+    with partial_file(out) as tmp:
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, out)
     return duration, w, h
 
 

@@ -1,4 +1,4 @@
-"""Uploads: stream them to disk under a size limit and make sure they are media.
+"""Uploads: stream them to disk under a size limit (live/http/upload.py) and make sure they are media.
 
 A file is accepted only if its first bytes are a known audio/video/image
 container *and* a decoder can actually open it; the client's Content-Type and
@@ -8,18 +8,17 @@ queue, so the render processes only ever see plausible media.
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from studio.jobs import StudioError, TooLarge, UnsupportedMedia
+from live.http.upload import SavedFile, receive_multipart
+from studio.jobs import UnsupportedMedia
 from studio.storage import safe_name
 
 MAX_FILES_PER_REQUEST = 100
-_READ = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,60 +69,19 @@ def sniff(head: bytes) -> Sniffed | None:
     return None
 
 
-@dataclass(frozen=True)
-class Received:
-    filename: str     # sanitised original name
-    path: Path
-    size: int
-    head: bytes
+# An upload saved to disk; ``filename`` is its safe name in its own folder.
+Received = SavedFile
 
 
 async def receive_files(request: web.Request, folder_for: Callable[[], Path],
                         max_bytes: int) -> list[Received]:
-    """Save every file part of a multipart request; ``folder_for()`` gives a fresh
-    folder per file.  Over ``max_bytes`` → 413, and nothing of the request is kept."""
-    if not request.content_type.startswith("multipart/"):
-        raise StudioError("send the file(s) as multipart/form-data")
-    reader = await request.multipart()
-    received: list[Received] = []
-    try:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or not part.filename:
-                continue  # plain form fields are not files
-            if len(received) >= MAX_FILES_PER_REQUEST:
-                raise StudioError(f"at most {MAX_FILES_PER_REQUEST} files per request")
-            received.append(await _save_part(part, folder_for(), max_bytes))
-    except BaseException:
-        for r in received:
-            shutil.rmtree(r.path.parent, ignore_errors=True)
-        raise
-    if not received:
-        raise StudioError("no file in the request (expected a multipart field with a filename)")
-    return received
+    """Save every file part of a multipart request, each in a fresh folder ``folder_for()``.
+    Over ``max_bytes`` (per file) → 413, and nothing of the request is kept."""
+    def dest(filename: str) -> Path:
+        return folder_for() / safe_name(filename, default="upload")
 
-
-async def _save_part(part: BodyPartReader, folder: Path, max_bytes: int) -> Received:
-    name = safe_name(part.filename or "", default="upload")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    size = 0
-    head = b""
-    try:
-        with open(path, "wb") as out:
-            while chunk := await part.read_chunk(_READ):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLarge(f"{name} is larger than the limit of {max_bytes / 1e6:.0f} MB")
-                if len(head) < 512:
-                    head += chunk[: 512 - len(head)]
-                out.write(chunk)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    if size == 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise StudioError(f"{name} is empty")
-    return Received(name, path, size, head)
+    upload = await receive_multipart(request, dest, max_bytes, max_files=MAX_FILES_PER_REQUEST)
+    return [replace(f, filename=f.path.name) for f in upload.files]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from studio.db import StudioDB, new_id
 from studio.job_log import JobLog
 from studio.jobs import Batch, BatchStatus, Item, ItemStatus, Result
 
-MAX_ATTEMPTS = 2   # a video that crashes its render process twice is failed, not retried forever
+MAX_CRASHES = 2   # a video that crashes its render process twice is failed, not retried forever
 
 
 def audio_features_path(paths: StudioPaths, batch_id: str) -> Path:
@@ -87,10 +87,6 @@ class WorkerPool:
     def wake(self) -> None:
         self._wake.set()
 
-    @property
-    def busy(self) -> int:
-        return len(self._inflight)
-
     def prewarm(self) -> None:
         """Start the render processes in the background (a batch is being put together:
         they will be needed in a moment, and their start-up hides behind the uploads)."""
@@ -106,8 +102,9 @@ class WorkerPool:
 
     def recover(self) -> None:
         """After a crash: finish what completed, requeue what was interrupted."""
-        for p in storage.remove_partials(self.paths.results) + storage.remove_partials(self.paths.features):
-            self.log.event("partial_removed", file=p.name)
+        for folder in (self.paths.results, self.paths.features, self.paths.thumbs):
+            for p in storage.remove_partials(folder):
+                self.log.event("partial_removed", file=p.name)
         for item in self.db.items_in(ItemStatus.RUNNING):
             final = result_path(self.paths, item)
             if final.exists() and item.result_id is None:
@@ -120,7 +117,8 @@ class WorkerPool:
                     final.unlink(missing_ok=True)
                     self.log.event("recover_failed", item=item.id, reason=str(exc))
             self.db.move_item(item.id, ItemStatus.QUEUED, stage="resumed after restart")
-            self.log.event("item_resumed", batch=item.batch_id, item=item.id, attempts=item.attempts)
+            self.log.event("item_resumed", batch=item.batch_id, item=item.id, attempts=item.attempts,
+                           crashes=item.crashes)
 
     # -- dispatching ----------------------------------------------------------------------
 
@@ -249,7 +247,7 @@ class WorkerPool:
             self._fail_batch(batch, str(exc))
         except BrokenProcessPool:
             crashes = self._analyze_crashes[batch.id] = self._analyze_crashes.get(batch.id, 0) + 1
-            if crashes >= MAX_ATTEMPTS:
+            if crashes >= MAX_CRASHES:
                 self._fail_batch(batch, "the audio analysis crashed its process repeatedly")
             else:
                 self.log.event("analyze_retry", batch=batch.id, reason="render process died")
@@ -294,12 +292,16 @@ class WorkerPool:
                 self.log.event("item_failed", batch=batch.id, item=item.id, video=video.filename,
                                reason=str(exc))
         except BrokenProcessPool:
-            if item.attempts >= MAX_ATTEMPTS:
-                reason = f"{video.filename}: the render process crashed on this video {item.attempts} times"
-                if self._settle(item, ItemStatus.FAILED, error=reason, stage="failed"):
+            # Only a render process that died counts against the budget: an item resumed
+            # after a server restart (attempts + 1) still gets its full MAX_CRASHES.
+            crashes = item.crashes + 1
+            if crashes >= MAX_CRASHES:
+                reason = f"{video.filename}: the render process crashed on this video {crashes} times"
+                if self._settle(item, ItemStatus.FAILED, error=reason, stage="failed", crashed=True):
                     self.log.event("item_failed", batch=batch.id, item=item.id, reason=reason)
-            elif self._settle(item, ItemStatus.QUEUED, stage="retrying: render process died"):
-                self.log.event("item_requeued", batch=batch.id, item=item.id, reason="render process died")
+            elif self._settle(item, ItemStatus.QUEUED, stage="retrying: render process died", crashed=True):
+                self.log.event("item_requeued", batch=batch.id, item=item.id, reason="render process died",
+                               crashes=crashes)
         except asyncio.CancelledError:
             raise   # server stopping: the item stays running and is resumed on restart
         except Exception as exc:  # noqa: BLE001

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from studio.storage import unique_name
+
 CHUNK = 1024 * 1024
 
 
@@ -67,15 +69,11 @@ def iter_zip(entries: list[ZipEntry], chunk_size: int = CHUNK) -> Iterator[bytes
 
 
 def unique_arcnames(names: list[str]) -> list[str]:
-    """The same names, with ``_2``, ``_3`` ... added where they repeat."""
+    """The same names, with ``-2``, ``-3`` ... added where they repeat."""
     seen: set[str] = set()
     out = []
     for name in names:
-        candidate, n = name, 2
-        stem, dot, ext = name.rpartition(".")
-        while candidate in seen:
-            candidate = f"{stem}_{n}.{ext}" if dot else f"{name}_{n}"
-            n += 1
+        candidate = unique_name(name, seen)
         seen.add(candidate)
         out.append(candidate)
     return out

@@ -4,9 +4,13 @@
         page = await browser.open(url)
         await page.wait_for("document.readyState === 'complete'")
         await page.evaluate("document.getElementById('connect').click()")
+        await page.set_files("#file-input", [path])              # a person choosing files
+        downloads = await browser.allow_downloads(folder)          # links save into folder
+        await downloads.wait_event("Browser.downloadProgress", lambda p: p["state"] == "completed")
 
 The browser uses Debian's ``/usr/bin/chromium`` with a fake camera/microphone (the
-microphone plays ``fake_audio``) and auto-accepted permission prompts.
+microphone plays ``fake_audio``) and auto-accepted permission prompts.  This is the one
+browser driver of the tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -38,15 +42,18 @@ class BrowserError(RuntimeError):
 
 
 @dataclass
-class Page:
+class Connection:
+    """One DevTools websocket (a page, or the browser itself): commands and events."""
+
     ws: aiohttp.ClientWebSocketResponse
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _pending: dict[int, asyncio.Future] = field(default_factory=dict)
-    console: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)      # {"method", "params"} in arrival order
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._reader = asyncio.ensure_future(self._read())
+        self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         async for msg in self.ws:
@@ -55,14 +62,33 @@ class Page:
             data = json.loads(msg.data)
             if "id" in data and data["id"] in self._pending:
                 self._pending.pop(data["id"]).set_result(data)
-            elif data.get("method") == "Runtime.consoleAPICalled":
-                args = data["params"].get("args", [])
-                self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
-            elif data.get("method") == "Runtime.exceptionThrown":
-                self.console.append("exception: " + json.dumps(data["params"]["exceptionDetails"])[:500])
+            elif "method" in data:
+                self.events.append({"method": data["method"], "params": data.get("params", {})})
+                self._on_event(data["method"], data.get("params", {}))
+                self._arrived.set()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(BrowserError("DevTools connection closed"))
+
+    def _on_event(self, method: str, params: dict) -> None:
+        pass
+
+    async def wait_event(self, method: str, match: Callable[[dict], bool] = lambda _params: True,
+                         timeout: float = 30.0) -> dict:
+        """The params of the first event ``method`` (since the connection opened) that ``match``es."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if event["method"] == method and match(event["params"]):
+                    return event["params"]
+            seen = len(self.events)
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no {method} event in {timeout} s") from None
 
     async def send(self, method: str, params: dict | None = None, timeout: float = 30.0) -> dict:
         msg_id = next(self._ids)
@@ -73,6 +99,30 @@ class Page:
         if "error" in reply:
             raise BrowserError(f"{method}: {reply['error']}")
         return reply.get("result", {})
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.ws.close()
+
+
+@dataclass
+class Page(Connection):
+    """A tab: run JavaScript in it, wait on its state, fill its file inputs."""
+
+    console: list[str] = field(default_factory=list)
+
+    def _on_event(self, method: str, params: dict) -> None:
+        if method == "Runtime.consoleAPICalled":
+            args = params.get("args", [])
+            self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
+        elif method == "Runtime.exceptionThrown":
+            self.console.append("exception: " + json.dumps(params["exceptionDetails"])[:500])
+
+    @property
+    def exceptions(self) -> list[dict]:
+        """Uncaught JavaScript exceptions of the page so far."""
+        return [e["params"]["exceptionDetails"] for e in self.events if e["method"] == "Runtime.exceptionThrown"]
 
     async def evaluate(self, expression: str, timeout: float = 30.0) -> Any:
         result = await self.send(
@@ -94,19 +144,25 @@ class Page:
                 raise TimeoutError(f"{expression!r} still falsy after {timeout} s; console: {self.console[-5:]}")
             await asyncio.sleep(interval)
 
-    async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        await self.ws.close()
+    async def set_files(self, selector: str, files: list[Path]) -> None:
+        """Choose ``files`` in the ``<input type=file>`` at ``selector``, as a person would
+        (the page gets its ``change`` event)."""
+        root = (await self.send("DOM.getDocument"))["root"]["nodeId"]
+        node = (await self.send("DOM.querySelector", {"nodeId": root, "selector": selector}))["nodeId"]
+        if not node:
+            raise BrowserError(f"no element {selector}")
+        await self.send("DOM.setFileInputFiles", {"nodeId": node, "files": [str(Path(f).resolve()) for f in files]})
 
 
 class Chromium:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, profile: Path, http: aiohttp.ClientSession) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, profile: Path, http: aiohttp.ClientSession,
+                 stderr_drain: asyncio.Task | None = None) -> None:
         self.proc = proc
         self.port = port
         self.profile = profile
         self.http = http
-        self.pages: list[Page] = []
+        self.pages: list[Connection] = []
+        self._stderr_drain = stderr_drain
 
     @classmethod
     def launch(cls, fake_audio: Path | None = None, extra_args: tuple[str, ...] = ()) -> "_Launcher":
@@ -122,6 +178,18 @@ class Chromium:
         self.pages.append(page)
         return page
 
+    async def allow_downloads(self, folder: Path) -> Connection:
+        """Save every download into ``folder``; the returned browser-level connection
+        receives the ``Browser.downloadWillBegin`` / ``Browser.downloadProgress`` events."""
+        async with self.http.get(f"http://127.0.0.1:{self.port}/json/version") as resp:
+            version = await resp.json(content_type=None)
+        conn = Connection(await self.http.ws_connect(version["webSocketDebuggerUrl"], max_msg_size=0))
+        conn.start()
+        self.pages.append(conn)
+        await conn.send("Browser.setDownloadBehavior",
+                        {"behavior": "allow", "downloadPath": str(Path(folder).resolve()), "eventsEnabled": True})
+        return conn
+
     async def close(self) -> None:
         for page in self.pages:
             await page.close()
@@ -132,6 +200,8 @@ class Chromium:
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        if self._stderr_drain is not None:
+            self._stderr_drain.cancel()
         await self.http.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
@@ -162,8 +232,8 @@ class _Launcher:
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
-        port = await _devtools_port(proc)
-        self.browser = Chromium(proc, port, profile, aiohttp.ClientSession())
+        port, drain = await _devtools_port(proc)
+        self.browser = Chromium(proc, port, profile, aiohttp.ClientSession(), stderr_drain=drain)
         return self.browser
 
     async def __aexit__(self, *exc) -> None:
@@ -171,7 +241,8 @@ class _Launcher:
             await self.browser.close()
 
 
-async def _devtools_port(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> int:
+async def _devtools_port(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> tuple[int, asyncio.Task]:
+    """The DevTools port chromium prints, and the task that keeps reading its stderr."""
     assert proc.stderr is not None
     pattern = re.compile(rb"DevTools listening on ws://[^:]+:(\d+)/")
     lines = []
@@ -192,5 +263,4 @@ async def _devtools_port(proc: asyncio.subprocess.Process, timeout: float = 30.0
         while await proc.stderr.readline():
             pass
 
-    asyncio.ensure_future(drain())
-    return port
+    return port, asyncio.create_task(drain())

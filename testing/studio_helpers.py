@@ -91,8 +91,9 @@ class ServerProcess:
     """``python -m testing.studio_helpers`` in a subprocess, on a free loopback port."""
 
     def __init__(self, data_dir: Path, checkpoint: Path, max_upload: int = 20_000_000,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, avatar_root: Path | None = None) -> None:
         self.data_dir = data_dir
+        self.avatar_root = avatar_root   # a prepared avatar cache (live sessions start at once)
         self.checkpoint = checkpoint
         self.max_upload = max_upload
         self.port = free_port()
@@ -106,6 +107,8 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "testing.studio_helpers", "--data-dir", str(self.data_dir),
                "--port", str(self.port), "--max-upload", str(self.max_upload),
                "--checkpoint", str(self.checkpoint)]
+        if self.avatar_root is not None:
+            cmd += ["--avatar-root", str(self.avatar_root)]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -171,12 +174,14 @@ def _serve(argv: list[str]) -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--max-upload", type=int, default=20_000_000)
     ap.add_argument("--checkpoint", type=Path, default=None)
+    ap.add_argument("--avatar-root", type=Path, default=None)
     args = ap.parse_args(argv)
     from live.server.app import create_app
     from live.server.config import ServerConfig
 
     app = create_app(ServerConfig(host="127.0.0.1", port=args.port, data_dir=args.data_dir,
-                                  preload_default_avatar=False, mouth_checkpoint=args.checkpoint))
+                                  preload_default_avatar=False, mouth_checkpoint=args.checkpoint,
+                                  avatar_root=args.avatar_root))
     app[STUDIO_CONFIG] = StudioConfig(max_upload_bytes=args.max_upload, checkpoint=args.checkpoint,
                                       progress_interval_s=0.25)
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, shutdown_timeout=5)

@@ -144,7 +144,10 @@ class LipstreamClient:
         receive_audio: bool = True,
         timeout: float = 30.0,
         mic_track: MediaStreamTrack | None = None,
+        edit_offer: Callable[[str], str] | None = None,
     ) -> str:
+        """Connect like a browser; ``edit_offer`` may rewrite the SDP before it is posted
+        (tests add foreign ICE candidates with it)."""
         if self.http is None:
             self.http = aiohttp.ClientSession()
             self._own_http = True
@@ -167,7 +170,8 @@ class LipstreamClient:
             self._tasks.append(asyncio.ensure_future(reader(track)))
 
         await pc.setLocalDescription(await pc.createOffer())
-        body = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        sdp = pc.localDescription.sdp if edit_offer is None else edit_offer(pc.localDescription.sdp)
+        body = {"sdp": sdp, "type": pc.localDescription.type}
         if avatar is not None:
             body["avatar"] = avatar
         async with self.http.post(f"{self.base_url}/offer", json=body) as resp:

@@ -60,7 +60,7 @@ async def test_health_voices_and_page(live_server):
     ],
 )
 async def test_bad_offers_are_400(live_server, body, needle):
-    kw = {"data": body} if isinstance(body, str) else {"json": body}
+    kw = {"data": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, str) else {"json": body}
     status, reply = await _request(live_server.url, "POST", "/offer", **kw)
     assert status == 400, reply
     assert needle in reply["error"]
@@ -113,7 +113,8 @@ async def test_session_lifecycle_bad_input_and_delete_frees_worker(live_server, 
         for body, code, needle in bad:
             status, reply = await client.request("POST", f"/sessions/{sid}/say", json=body)
             assert status == code and needle in reply["error"], (body, status, reply)
-        status, reply = await client.request("POST", f"/sessions/{sid}/say", data="{not json")
+        status, reply = await client.request("POST", f"/sessions/{sid}/say", data="{not json",
+                                             headers={"Content-Type": "application/json"})
         assert status == 400 and "JSON" in reply["error"]
 
         # Audio upload: garbage and empty bodies are 400, a real file is accepted.

@@ -1,6 +1,6 @@
 """Unit tests of the live server's pieces that need no network: the audio feed
 (jitter buffer, clips, silence skipping), the media clock, the tracks' stamping,
-sentence splitting, voice choice, the mic jitter buffer and SSE encoding."""
+sentence splitting, the mic jitter buffer and SSE encoding."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from live.rtc.media_clock import MediaClock
 from live.rtc.mic_jitter import MicJitterBuffer
 from live.server.speech_queue import split_sentences, trim_leading_silence
 from live.rtc.tracks import AvatarAudioTrack, AvatarVideoTrack
-from live.server.tts_service import TtsError, TtsService, guess_voice
 
 RATE = 16_000
 
@@ -158,23 +157,6 @@ def test_leading_silence_is_trimmed_to_10ms():
     assert len(out) == 1600 + 160
 
 
-def test_voice_choice_and_unknown_voices():
-    assert guess_voice("Hello") == "piper:joe"
-    assert guess_voice("你好，世界") == "espeak:cmn"
-    assert guess_voice("Привет") == "espeak:ru"
-    tts = TtsService.default()
-    try:
-        assert tts.resolve(None, "Hello")[1] == "joe"
-        assert tts.resolve("espeak:de+f2")[1] == "de+f2"
-        assert tts.resolve("es")[0].engine == "espeak"
-        with pytest.raises(TtsError, match="unknown TTS engine"):
-            tts.resolve("nope:x")
-        with pytest.raises(TtsError, match="unknown voice"):
-            tts.resolve("piper:/etc/passwd")
-    finally:
-        tts.close()
-
-
 # -- mic jitter buffer ---------------------------------------------------------------
 
 
@@ -239,3 +221,15 @@ def test_video_encoder_follows_the_bandwidth_estimate_down_but_never_above_its_c
     assert enc.encode(frame, 3600)
     enc.set_bitrate(10_000)
     assert enc.bitrate >= 200_000              # never below a usable minimum
+
+
+def test_catch_up_skips_every_other_picture_only_while_behind():
+    from live.worker.catch_up import CatchUpPolicy
+
+    policy = CatchUpPolicy(behind_frames=2.0)
+    fps = 25.0
+    assert all(policy.draw(0.079, fps) for _ in range(5))           # under two frame periods: all drawn
+    late = [policy.draw(0.5, fps) for _ in range(6)]
+    assert late == [False, True, False, True, False, True]         # never two skips in a row
+    assert policy.skipped == 3
+    assert policy.draw(0.0, fps) and policy.draw(0.0, fps)          # back on time: all drawn again

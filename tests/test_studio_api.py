@@ -106,15 +106,17 @@ async def test_results_listed_played_downloaded_and_zipped(server, media, finish
             listing = await r.json()
         assert listing["total"] == 3
         names = {x["filename"] for x in listing["results"]}
-        assert names == {"presenter.mp4", "presenter_copy.mp4", "presenter_wide.mp4"}
+        # named after the video and the audio: never the source video's own name
+        assert names == {"presenter__speech.mp4", "presenter_copy__speech.mp4", "presenter_wide__speech.mp4"}
         for res in listing["results"]:
             assert abs(res["duration"] - media.audio_seconds) < 0.15
-            assert res["audio_name"] == "speech.wav" and res["video_name"] == res["filename"]
+            assert res["audio_name"] == "speech.wav"
+            assert res["filename"] == res["video_name"].removesuffix(".mp4") + "__speech.mp4"
             assert res["created_at"] > 0 and res["size"] > 1000
             async with s.get(server.url + res["thumb_url"]) as r:
                 assert r.status == 200 and r.content_type == "image/jpeg"
                 assert (await r.read())[:3] == b"\xff\xd8\xff"
-        wide = next(x for x in listing["results"] if x["filename"] == "presenter_wide.mp4")
+        wide = next(x for x in listing["results"] if x["filename"] == "presenter_wide__speech.mp4")
         assert (wide["width"], wide["height"]) == (320, 240)
 
         # play in page: the <video> element asks for byte ranges
@@ -124,7 +126,7 @@ async def test_results_listed_played_downloaded_and_zipped(server, media, finish
         # download one
         async with s.get(server.url + wide["download_url"]) as r:
             assert r.status == 200
-            assert 'attachment; filename="presenter_wide.mp4"' in r.headers["Content-Disposition"]
+            assert 'attachment; filename="presenter_wide__speech.mp4"' in r.headers["Content-Disposition"]
             one = tmp_path / "one.mp4"
             one.write_bytes(await r.read())
         check_mp4(one, media.audio_seconds)
@@ -327,7 +329,7 @@ async def test_bad_requests_answer_json_errors(server, media):
         assert "audio" in await _error(await s.post(f"{base}/studio/batches/{bid}/start"), 400)
         await upload(s, f"{base}/studio/batches/{bid}/audio", media.audio)
         assert "video" in await _error(await s.post(f"{base}/studio/batches/{bid}/start"), 400)
-        await _error(await s.post(f"{base}/studio/batches/{bid}/videos", data=b"raw bytes"), 400)
+        await _error(await s.post(f"{base}/studio/batches/{bid}/videos", data=b"raw bytes"), 415)
         await _error(await s.post(f"{base}/studio/batches/{bid}/tts", json={"text": ""}), 400)
         await _error(await s.post(f"{base}/studio/batches/{bid}/tts",
                                   json={"text": "hi", "voice": "nonexistent/voice"}), 400)
@@ -351,7 +353,13 @@ async def test_draft_editing_remove_and_clear(server, media):
         bid = await new_batch(s, base)
         r = await upload(s, f"{base}/studio/batches/{bid}/videos", media.face, media.face_b, media.face)
         items = (await r.json())["items"]
-        assert [i["out_name"] for i in items] == ["presenter.mp4", "presenter_wide.mp4", "presenter_2.mp4"]
+        assert [i["out_name"] for i in items] == [
+            "presenter__audio.mp4", "presenter_wide__audio.mp4", "presenter__audio-2.mp4"]
+        # the names follow the audio chosen afterwards
+        assert (await upload(s, f"{base}/studio/batches/{bid}/audio", media.audio)).status == 201
+        async with s.get(f"{base}/studio/batches/{bid}") as r:
+            assert [i["out_name"] for i in (await r.json())["items"]] == [
+                "presenter__speech.mp4", "presenter_wide__speech.mp4", "presenter__speech-2.mp4"]
         async with s.delete(f"{base}/studio/batches/{bid}/videos/{items[1]['id']}") as r:
             assert r.status == 200
         async with s.get(f"{base}/studio/batches/{bid}") as r:
@@ -381,11 +389,11 @@ async def test_typed_text_becomes_the_batch_audio(server):
         async with s.get(f"{base}/studio/voices") as r:
             voices = (await r.json())["voices"]
         ids = {v["id"] for v in voices}
-        assert "espeak/en-us" in ids, ids
+        assert "espeak:en-us" in ids and "piper:joe" in ids, ids
         bid = await new_batch(s, base)
         async with s.post(f"{base}/studio/batches/{bid}/tts",
                           json={"text": "Hello from the studio. Welcome to the show!",
-                                "voice": "espeak/en-us"}) as r:
+                                "voice": "espeak:en-us"}) as r:
             assert r.status == 201, await r.text()
             audio = await r.json()
         assert 1.0 < audio["duration"] < 10.0

@@ -30,25 +30,33 @@ def test_batch_with_a_failing_item_writes_the_rest_and_exits_1(media, tmp_path):
                   "--data-dir", data, "--checkpoint", ckpt)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("ok") and "presenter.mp4" in line for line in lines), proc.stdout
+    assert any(line.startswith("ok") and "presenter__speech.mp4" in line for line in lines), proc.stdout
     assert any(line.startswith("failed") and "empty_room.mp4" in line and "face" in line.lower()
                for line in lines), proc.stdout
     assert "1 done, 1 failed" in proc.stderr
-    check_mp4(out / "presenter.mp4", media.audio_seconds)
-    assert not (out / "empty_room.mp4").exists()
+    check_mp4(out / "presenter__speech.mp4", media.audio_seconds)
+    assert not list(out.glob("empty_room*"))
     with zipfile.ZipFile(out / "lipstream-batch.zip") as z:
-        assert z.namelist() == ["presenter.mp4"]
-        assert z.read("presenter.mp4") == (out / "presenter.mp4").read_bytes()
+        assert z.namelist() == ["presenter__speech.mp4"]
+        assert z.read("presenter__speech.mp4") == (out / "presenter__speech.mp4").read_bytes()
     log = (out / "lipstream-batch.log").read_text()
     assert " item_done " in log and " item_failed " in log
     # the private queue folder is gone; the avatar cache stays for next time
     assert [p.name for p in data.iterdir()] == ["avatars"]
 
-    # All good now (the avatar is cached from the first run): exit 0.
+    # All good now (the avatar is cached from the first run): exit 0.  The results go
+    # next to the source video and an earlier result: neither is overwritten.
     out2 = tmp_path / "out2"
-    proc = _batch("--audio", media.audio, media.face, "--out", out2, "--data-dir", data, "--checkpoint", ckpt)
+    out2.mkdir()
+    source = out2 / "presenter.mp4"
+    source.write_bytes(media.face.read_bytes())
+    (out2 / "presenter__speech.mp4").write_bytes(b"an earlier result")
+    proc = _batch("--audio", media.audio, source, "--out", out2, "--data-dir", data, "--checkpoint", ckpt)
     assert proc.returncode == 0, proc.stderr
-    check_mp4(out2 / "presenter.mp4", media.audio_seconds)
+    assert source.read_bytes() == media.face.read_bytes()
+    assert (out2 / "presenter__speech.mp4").read_bytes() == b"an earlier result"
+    check_mp4(out2 / "presenter__speech-2.mp4", media.audio_seconds)
+    assert "presenter__speech-2.mp4" in proc.stdout
     assert not list(out2.glob("*.zip"))
 
 

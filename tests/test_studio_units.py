@@ -90,6 +90,27 @@ def test_db_queue_round_trip_and_constraints(tmp_path):
     conn.close()
 
 
+def test_a_database_from_before_crash_counting_is_migrated(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE batches (id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, fps REAL NOT NULL,"
+        " audio_upload TEXT, created_at REAL NOT NULL, queued_at REAL, started_at REAL, finished_at REAL,"
+        " error TEXT);"
+        "CREATE TABLE items (id TEXT PRIMARY KEY, batch_id TEXT NOT NULL, position INTEGER NOT NULL,"
+        " video_upload TEXT NOT NULL, out_name TEXT NOT NULL, status TEXT NOT NULL, stage TEXT NOT NULL DEFAULT '',"
+        " progress REAL NOT NULL DEFAULT 0, error TEXT, attempts INTEGER NOT NULL DEFAULT 0, started_at REAL,"
+        " finished_at REAL, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO batches (id, name, status, fps, created_at) VALUES ('b', 'old', 'running', 25, 0);"
+        "INSERT INTO items (id, batch_id, position, video_upload, out_name, status, attempts)"
+        " VALUES ('i', 'b', 0, 'u', 'v.mp4', 'running', 1);")
+    conn.close()
+    db = StudioDB(path)
+    item = db.get_item("i")
+    assert (item.attempts, item.crashes) == (1, 0)
+    assert db.move_item("i", ItemStatus.QUEUED, crashed=True).crashes == 1
+
+
 # -- names and paths -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw, safe", [
@@ -129,8 +150,27 @@ def test_inside_rejects_escapes(tmp_path):
 
 def test_unique_names():
     assert storage.unique_name("a.mp4", set()) == "a.mp4"
-    assert storage.unique_name("a.mp4", {"a.mp4", "a_2.mp4"}) == "a_3.mp4"
-    assert unique_arcnames(["a.mp4", "a.mp4", "b", "b"]) == ["a.mp4", "a_2.mp4", "b", "b_2"]
+    assert storage.unique_name("a.mp4", {"a.mp4", "a-2.mp4"}) == "a-3.mp4"
+    assert unique_arcnames(["a.mp4", "a.mp4", "b", "b"]) == ["a.mp4", "a-2.mp4", "b", "b-2"]
+
+
+def test_results_are_named_after_both_sources_never_after_the_video():
+    assert storage.result_name("talk.mp4", "script.wav", set()) == "talk__script.mp4"
+    # the same stem for both: still not the source video's name
+    assert storage.result_name("talk.mp4", "talk.m4a", set()) == "talk__talk.mp4"
+    assert storage.result_name("talk.mov", "a.wav", {"talk__a.mp4", "talk__a-2.mp4"}) == "talk__a-3.mp4"
+    # sanitised: no folders, no odd characters, bounded length
+    assert storage.result_name("../../etc/x y?.mp4", "C:\\voice\\hi!.wav", set()) == "x y___hi_.mp4"
+    long = storage.result_name("v" * 300 + ".mp4", "a" * 300 + ".wav", set())
+    assert len(long) <= 120 and long == storage.safe_name(long)
+
+
+@given(st.text(max_size=60), st.text(max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_result_names_are_safe_file_names(video, audio):
+    name = storage.result_name(video, audio, set())
+    assert name.endswith(".mp4") and "__" in name
+    assert storage.check_download_name(name) == name
 
 
 def test_temp_names_are_partial_and_unique(tmp_path):

@@ -230,3 +230,12 @@ def test_registry_lists_installed_engines():
     assert set(infos) == {"piper", "espeak", "flite", "festival", "mbrola"}
     assert infos["piper"].available and infos["piper"].voices == ("joe",) and infos["piper"].live
     assert infos["espeak"].available and "cmn" in infos["espeak"].voices and "en-us" in infos["espeak"].voices
+
+
+def test_spans_end_exactly_at_the_audio_end_despite_rounding():
+    # espeak at 22.05 kHz resampled to 16 kHz: the last phone may end < 1 µs short of the audio.
+    from tts.alignment import RawPhone, normalise_spans
+
+    duration = 36607 / 16000
+    spans = normalise_spans([RawPhone("m", 0.0, 0.08), RawPhone("a", 0.08, 50449 / 22050)], duration)
+    assert spans[-1] == ("a", 0.08, duration)

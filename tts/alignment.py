@@ -41,8 +41,18 @@ class RawPhone:
     end: float
 
 
+def speakable(text: str) -> bool:
+    """Whether ``text`` has anything to say: a letter or a digit, in any script."""
+    return re.search(r"\w", text) is not None
+
+
 def check_text(text: str) -> str:
-    """Validate text for synthesis; return it stripped."""
+    """Validate text for synthesis; return it stripped.
+
+    The one check of every engine and both servers.  The engines hand the text
+    to C libraries (espeak-ng, piper's phonemizer) as NUL-terminated UTF-8, so
+    a NUL or a lone surrogate (valid in JSON, not encodable) is refused here.
+    """
     if not isinstance(text, str):
         raise SpeechError(f"text must be a string, got {type(text).__name__}")
     stripped = text.strip()
@@ -50,7 +60,13 @@ def check_text(text: str) -> str:
         raise SpeechError("text is empty: nothing to say")
     if len(stripped) > MAX_TEXT_CHARS:
         raise SpeechError(f"text is {len(stripped)} characters; split it (limit {MAX_TEXT_CHARS} per call)")
-    if not re.search(r"\w", stripped):
+    if "\0" in stripped:
+        raise SpeechError("text contains a NUL character")
+    try:
+        stripped.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpeechError("text is not valid Unicode (a lone surrogate)") from None
+    if not speakable(stripped):
         raise SpeechError(f"text has no letters or digits to speak: {stripped[:40]!r}")
     return stripped
 
@@ -94,6 +110,8 @@ def normalise_spans(raw: list[RawPhone], duration: float) -> list[tuple[str, flo
                 out[-1][2] = duration
             else:
                 out.append([PAUSE, t, duration])
+    elif out:
+        out[-1][2] = duration  # under a microsecond short (rate conversion rounding): end exactly
     merged: list[list] = []
     for seg in out:
         if merged and seg[0] == PAUSE and merged[-1][0] == PAUSE:

@@ -15,7 +15,11 @@ retroflex mark of ``s.`` in its Chinese IPA) and language-switch markers
 (``(en)``).  Pauses are ``""``.
 
 Voices: ``<language>[+<variant>]``, e.g. ``en-us``, ``en-gb+f3``, ``cmn``,
-``yue``, ``es``, ``de+m2``; ``voices()`` lists the languages.
+``yue``, ``es``, ``de+m2``; ``voices()`` lists the languages, ``variants()`` the
+variants.  A voice name reaches ``espeak_SetVoiceByName`` only once
+``check_voice`` found it in those lists: the library copies a variant name into
+a fixed 40-byte buffer and aborts the whole process when it is longer, and
+silently ignores variants it doesn't know.
 
 Thread/process safety: the library keeps global state (one voice, one set of
 parameters, one callback), so every call holds a module lock -- calls from
@@ -27,6 +31,7 @@ processes.  It is ~500x faster than real time, so the lock rarely matters.
 from __future__ import annotations
 
 import ctypes
+import functools
 import re
 import threading
 import unicodedata
@@ -49,7 +54,6 @@ from tts.alignment import (
 
 ENGINE = "espeak"
 DEFAULT_VOICE = "en-us"
-VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6))
 
 # speak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -155,15 +159,69 @@ def available() -> bool:
         return False
 
 
-def voices() -> list[str]:
-    """Language voice names known to the bundled espeak-ng data (e.g. 'en-us', 'cmn')."""
+def _data_dir() -> Path | None:
     try:
         import espeakng_loader
     except ImportError:
-        return []
-    root = Path(espeakng_loader.get_data_path()) / "lang"
+        return None
+    return Path(espeakng_loader.get_data_path())
+
+
+@functools.cache
+def voices() -> tuple[str, ...]:
+    """Language voice names of the bundled espeak-ng data that can speak (e.g. 'en-us', 'cmn').
+
+    Languages whose pronunciation dictionary is not shipped (a few test voices)
+    are left out: they produce no phones.
+    """
+    data = _data_dir()
+    if data is None:
+        return ()
     # File names are BCP-47-ish ("en-US"); espeak matches voice names case-insensitively.
-    return sorted(p.name.lower() for p in root.rglob("*") if p.is_file())
+    return tuple(sorted(p.name.lower() for p in (data / "lang").rglob("*")
+                        if p.is_file() and (data / f"{_dictionary(p)}_dict").is_file()))
+
+
+def _dictionary(lang_file: Path) -> str:
+    """The dictionary a language file uses: its ``dictionary`` line, else its language code."""
+    for line in lang_file.read_text(encoding="latin-1").splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "dictionary":
+            return words[1]
+    return lang_file.name.split("-", 1)[0].lower()
+
+
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9_]{1,20}")
+
+
+@functools.cache
+def variants() -> dict[str, str]:
+    """Voice variants (``+m3``, ``+f2``, ``+klatt`` ...): lower-case name -> the file's own name.
+
+    espeak opens the variant file by name, so the library gets the file's own
+    spelling; names with spaces or other characters are not offered.
+    """
+    data = _data_dir()
+    if data is None:
+        return {}
+    files = sorted(p.name for p in (data / "voices" / "!v").glob("*") if p.is_file())
+    return {name.lower(): name for name in files if _VARIANT_NAME.fullmatch(name)}
+
+
+def check_voice(voice: object) -> str:
+    """``<language>[+<variant>]`` as espeak must be given it; SpeechError unless both exist."""
+    if not isinstance(voice, str) or len(voice) > 64:
+        raise SpeechError("bad espeak voice name (a language such as 'en-us', optionally '+f3')")
+    language, plus, variant = voice.partition("+")
+    language = language.lower()
+    if language not in voices():
+        raise SpeechError(f"unknown espeak voice {voice!r} (e.g. 'en-us', 'en-us+f3', 'cmn'; see tts.espeak.voices())")
+    if not plus:
+        return language
+    real = variants().get(variant.lower())
+    if real is None:
+        raise SpeechError(f"unknown espeak voice variant {variant!r} (e.g. 'm3', 'f2'; see tts.espeak.variants())")
+    return f"{language}+{real}"
 
 
 def clean_ipa(name: str) -> str:
@@ -188,8 +246,7 @@ def synthesize_aligned(
     normal); word_gap: extra pause between words in units of 10 ms.
     """
     text = check_text(text)
-    if not isinstance(voice, str) or not voice or "\0" in voice:
-        raise SpeechError(f"bad espeak voice name {voice!r}")
+    voice = check_voice(voice)
     params = {
         _RATE: int(check_range("rate", rate, 80, 450)),
         _PITCH: int(check_range("pitch", pitch, 0, 100)),
@@ -199,8 +256,8 @@ def synthesize_aligned(
     }
     with _lock:
         lib = _get_library()
-        if lib.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-            raise SpeechError(f"unknown espeak voice {voice!r} (e.g. 'en-us', 'en-us+f3', 'cmn'; see tts.espeak.voices())")
+        if lib.lib.espeak_SetVoiceByName(voice.encode("ascii")) != 0:
+            raise SpeechError(f"espeak-ng could not load voice {voice!r}")
         for key, value in params.items():
             lib.lib.espeak_SetParameter(key, value, 0)
         cap = _Capture(audio=[], phonemes=[])

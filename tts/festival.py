@@ -18,8 +18,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from models.mouth.phonemes import AlignedUtterance
 from tts.alignment import (
     PAUSE,
@@ -111,7 +109,3 @@ def synthesize_aligned(
         alphabet="arpabet",
         meta={"speed": speed, "half_tones": half_tones},
     )
-
-
-def synthesize(text: str, voice: str = DEFAULT_VOICE, **params) -> np.ndarray:
-    return synthesize_aligned(text, voice, **params).audio

@@ -17,8 +17,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from models.mouth.phonemes import AlignedUtterance
 from tts.alignment import (
     PAUSE,
@@ -95,7 +93,3 @@ def synthesize_aligned(
         alphabet="arpabet",
         meta={"duration_stretch": duration_stretch, "f0_mean": f0_mean},
     )
-
-
-def synthesize(text: str, voice: str = DEFAULT_VOICE, **params) -> np.ndarray:
-    return synthesize_aligned(text, voice, **params).audio

@@ -21,8 +21,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from models.mouth.phonemes import AlignedUtterance
 from tts.alignment import (
     PAUSE,
@@ -139,7 +137,3 @@ def synthesize_aligned(
         alphabet="sampa",
         meta={"rate": rate, "pitch": pitch, "time_ratio": time_ratio, "freq_ratio": freq_ratio, "timing_scale": scale},
     )
-
-
-def synthesize(text: str, voice: str = DEFAULT_VOICE, **params) -> np.ndarray:
-    return synthesize_aligned(text, voice, **params).audio

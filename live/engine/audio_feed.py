@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.audio.mel_stream import SAMPLE_RATE
+from models.audio.pcm import SAMPLE_RATE
 
 _BLOCK = SAMPLE_RATE // 100  # 10 ms: the unit in which silence is judged and dropped
 
@@ -111,20 +111,8 @@ class AudioFeed:
     def clip_backlog(self) -> int:
         return sum(len(c.samples) for c in self._clips) - self._clip_offset
 
-    @property
-    def speaking_clip(self) -> bool:
-        return bool(self._clips) and self._clip_offset > 0
-
     def mic_active(self, now: float) -> bool:
         return now - self._last_mic_arrival < self.config.mic_timeout_s
-
-    def can_cover(self, n: int, now: float) -> bool:
-        """Whether ``take(n)`` would be complete: the mic (if it is on) has ``n`` samples."""
-        if n <= 0:
-            return True
-        if self.mic_flowing or self.mic_active(now):
-            return self._mic_len >= n
-        return True
 
     # -- output -------------------------------------------------------------
 

@@ -16,9 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from models.audio.audio_io import float_to_int16
+from models.audio.pcm import SAMPLE_RATE, float_to_int16
 from live.engine.compositor import Compositor
-from models.audio.mel_stream import SAMPLE_RATE
 from models.mouth.mouth_tracker import MouthTracker
 from live.engine.mp4_writer import Mp4Writer
 from models.mouth.timeline import Timeline

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.audio.audio_io import StreamResampler, float_to_int16
+from models.audio.audio_io import StreamResampler
+from models.audio.pcm import SAMPLE_RATE, float_to_int16
 from live.engine.audio_ring import AudioRing
 from live.engine.compositor import Compositor
-from models.audio.mel_stream import SAMPLE_RATE, WIN
+from models.audio.mel_stream import WIN
 from models.mouth.mouth_tracker import MouthTracker
 from models.mouth.timeline import Timeline
 from models.avatar.avatar import Avatar
@@ -62,6 +63,7 @@ class LipSyncSession:
         self._next = 0                 # next frame to hand out
         self._ended = False            # offline: no more audio will come
         self._audio_end = 0            # end of the pushed audio; padding lies beyond it
+        self._last_image: np.ndarray | None = None   # repeated by next_frame(draw=False)
 
     # -- audio in ---------------------------------------------------------------
 
@@ -111,28 +113,29 @@ class LipSyncSession:
         """Frames still to come for the audio pushed so far (offline: after end_of_stream)."""
         return max(0, self.timeline.frames_covering(self._audio_end) - self._next)
 
-    def next_frame(self, pad_silence: bool = True) -> RenderedFrame | None:
-        """The next frame, or None if its audio hasn't arrived and padding isn't allowed."""
+    def next_frame(self, pad_silence: bool = True, draw: bool = True) -> RenderedFrame | None:
+        """The next frame, or None if its audio hasn't arrived and padding isn't allowed.
+
+        ``draw=False`` advances audio and mouth state but repeats the last picture
+        instead of compositing a new one (a live consumer catching up, see
+        ``live.worker.catch_up``)."""
         needed = self.timeline.samples_needed(self._next)
         if self._ring.end < needed:
             if not (pad_silence or self._ended):
                 return None
             self._pad_to(needed)
         shape = self.tracker.take(1)[0]
-        return self._emit(shape)
-
-    def next_frames(self, max_frames: int) -> list[RenderedFrame]:
-        """Up to ``max_frames`` frames whose audio is all here, with one batched model call."""
-        n = min(max_frames, self.tracker.ready_frames())
-        return [self._emit(shape) for shape in self.tracker.take(n)]
+        return self._emit(shape, draw)
 
     # -- internals --------------------------------------------------------------
 
-    def _emit(self, shape: MouthShape) -> RenderedFrame:
+    def _emit(self, shape: MouthShape, draw: bool = True) -> RenderedFrame:
         i = self._next
         start, end = self.timeline.audio_range(i)
         audio = float_to_int16(self._ring.read(start, end - start))
-        image = self.compositor.compose(i, shape)
+        if draw or self._last_image is None:
+            self._last_image = self.compositor.compose(i, shape)
+        image = self._last_image
         self._next += 1
         self._ring.drop_until(start - _HISTORY_SAMPLES)
         return RenderedFrame(i, image, audio, shape, shape.speech)

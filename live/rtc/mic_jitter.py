@@ -9,19 +9,19 @@ still encoded, to the worker that decodes it.  aiortc's own decoder gets nothing
 
 A missing packet is waited for until two later ones are here (40 ms: reordering
 on a real network is rarely longer), then skipped; the engine pads the gap.
+
+This subclasses aiortc's ``JitterBuffer`` and uses its private fields; it is
+installed by ``live.rtc.aiortc_hooks.install_mic_tap``, which documents both.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Optional
 
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
-
-log = logging.getLogger(__name__)
 
 _MAX_WAIT_PACKETS = 2
 
@@ -60,13 +60,3 @@ def _seq_diff(a: int, b: int) -> int:
     """a - b on the 16-bit sequence-number circle, in [-32768, 32767]."""
     return (a - b + 32768) % 65536 - 32768
 
-
-def install(receiver: object, on_packet: OnPacket) -> bool:
-    """Give ``receiver`` (an RTCRtpReceiver for the microphone) our jitter buffer."""
-    attr = "_RTCRtpReceiver__jitter_buffer"
-    current = getattr(receiver, attr, None)
-    if not isinstance(current, JitterBuffer):
-        log.warning("aiortc internals changed: cannot tap the microphone's packets")
-        return False
-    setattr(receiver, attr, MicJitterBuffer(on_packet, current.capacity))
-    return True

@@ -24,6 +24,9 @@ from aiortc import (
 )
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
+from live.rtc.aiortc_hooks import guard_ice_checks, negotiated_codecs, offer_direction
+from live.rtc.ice_guard import IceGuard
+
 
 _AVATAR_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_SDP_BYTES = 64 * 1024
@@ -100,11 +103,15 @@ async def negotiate(
     ice_servers: tuple[IceServer, ...] = (),
     video_codec: str = "VP8",
     on_track: Callable[[MediaStreamTrack], None] | None = None,
+    peer: str | None = None,
 ) -> Negotiated:
     """Apply the client's offer to a new peer connection (the tracks are attached by the caller).
 
-    Raises SignalingError for an offer we can't answer; closes the connection then.
+    ``peer`` is the address the offer came from: ICE checks go only to candidates
+    it can own (``live.rtc.ice_guard``).  Raises SignalingError for an offer we
+    can't answer; closes the connection then.
     """
+    guard = IceGuard.for_peer(peer, [s.urls for s in ice_servers])
     pc = RTCPeerConnection(rtc_configuration(ice_servers))
     # Our transceivers exist before the offer is applied so that the codec order
     # (VP8 first: about four times cheaper to encode than H.264 here) takes effect.
@@ -113,7 +120,7 @@ async def negotiate(
     if on_track is not None:
         pc.on("track", on_track)  # fires inside setRemoteDescription for the client's microphone
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type=offer.type))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=guard.filter_sdp(offer.sdp), type=offer.type))
     except (ValueError, OperationError, InvalidStateError, InvalidAccessError, InternalError) as e:
         await pc.close()
         raise SignalingError(f"malformed or unsupported SDP offer: {e}") from e
@@ -121,9 +128,10 @@ async def negotiate(
         await pc.close()
         raise SignalingError(f"malformed SDP offer ({type(e).__name__}: {e})") from e
 
+    guard_ice_checks(pc, guard)   # before the answer: checks start with it
+
     def receives(t: RTCRtpTransceiver) -> bool:
-        # _offerDirection is the offer's direction seen from our side.
-        return t.mid is not None and t._offerDirection in ("sendonly", "sendrecv")
+        return t.mid is not None and offer_direction(t) in ("sendonly", "sendrecv")
 
     if not receives(video):
         await pc.close()
@@ -131,7 +139,7 @@ async def negotiate(
     # aiortc made a transceiver for the offer's audio section (if any); we send on it
     # when the client can receive, and read the microphone when it sends one.
     audio = next((t for t in pc.getTransceivers() if t.kind == "audio" and t.mid is not None), None)
-    mic = audio is not None and audio._offerDirection in ("recvonly", "sendrecv")
+    mic = audio is not None and offer_direction(audio) in ("recvonly", "sendrecv")
     if audio is not None and receives(audio):
         audio.direction = "sendrecv"
     codec = _negotiated_video_codec(video)
@@ -143,7 +151,7 @@ async def negotiate(
 
 def _negotiated_video_codec(video: RTCRtpTransceiver) -> str | None:
     """The codec aiortc will send with (the first common one, our preference first)."""
-    for codec in getattr(video, "_codecs", []):
+    for codec in negotiated_codecs(video):
         name = codec.mimeType.split("/", 1)[-1].lower()
         if name in ("vp8", "h264"):
             return name

@@ -22,22 +22,20 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
+from live.http.errors import json_error
+from live.http.guard import CONTROL, access
+from live.http.upload import receive_multipart
 from live.server.config import ServerConfig
-from live.worker.engine_worker import process_context
+from live.worker.client import process_context
 
 log = logging.getLogger(__name__)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9 ._-]+")
 _ALLOWED_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi", ".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 _SAFE_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
-_CHUNK = 1 << 16
 _KEEP_FINISHED = 100      # finished jobs remembered for GET /avatars/jobs/{id}
-
-
-class UploadTooLarge(Exception):
-    pass
 
 
 @dataclass
@@ -77,8 +75,9 @@ def _prepare_in_child(conn: Connection, source: str, cache_root: str, name: str,
         conn.send(("done", info.to_json()))
     except AvatarError as e:
         conn.send(("error", str(e)))
-    except Exception as e:  # a bug in preparation must still end the job with a reason
-        conn.send(("error", f"preparation failed: {type(e).__name__}: {e}"))
+    except Exception:  # a bug in preparation must still end the job, without server details in its reason
+        log.exception("avatar preparation failed")
+        conn.send(("error", "preparation failed (see the server log)"))
     finally:
         conn.close()
 
@@ -155,52 +154,10 @@ class AvatarJobs:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def receive_upload(request: web.Request, directory: Path, max_bytes: int) -> tuple[Path, dict[str, str]]:
-    """Stream a multipart upload's "file" part to ``directory``; other text parts are returned.
-
-    Raises web.HTTPRequestEntityTooLarge (413) beyond ``max_bytes`` and
-    web.HTTPBadRequest for a body that isn't a multipart upload with a file.
-    """
-    if request.content_length is not None and request.content_length > max_bytes + 64 * 1024:
-        raise UploadTooLarge(f"upload of {request.content_length} bytes exceeds the limit of {max_bytes} bytes")
-    if not request.content_type.startswith("multipart/"):
-        raise web.HTTPBadRequest(reason='expected multipart/form-data with a "file" part')
-    directory.mkdir(parents=True, exist_ok=True)
-    reader = await request.multipart()
-    fields: dict[str, str] = {}
-    saved: Path | None = None
-    try:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "file" and part.filename and saved is None:
-                suffix = Path(part.filename).suffix.lower()
-                if not _SAFE_SUFFIX.fullmatch(suffix):
-                    suffix = ""
-                saved = directory / f"{secrets.token_hex(8)}{suffix}"
-                fields["filename"] = Path(part.filename).name
-                size = 0
-                with saved.open("wb") as out:
-                    while chunk := await part.read_chunk(_CHUNK):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise UploadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
-                        out.write(chunk)
-                if size == 0:
-                    raise web.HTTPBadRequest(reason="the uploaded file is empty")
-            elif part.name:
-                fields[part.name] = (await part.text())[:200]
-    except BaseException:
-        if saved is not None:
-            saved.unlink(missing_ok=True)
-        raise
-    if saved is None:
-        raise web.HTTPBadRequest(reason='no "file" part in the upload')
-    return saved, fields
-
-
 def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: web.AppKey) -> None:
-    from live.server.routes import json_error  # shared error shape
+    def dest(filename: str) -> Path:
+        suffix = Path(filename).suffix.lower()
+        return config.upload_dir / f"{secrets.token_hex(8)}{suffix if _SAFE_SUFFIX.fullmatch(suffix) else ''}"
 
     async def list_(request: web.Request) -> web.Response:
         from models.avatar.avatar import list_avatars
@@ -209,10 +166,8 @@ def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: we
         return web.json_response({"avatars": [i.to_json() for i in infos]})
 
     async def upload(request: web.Request) -> web.Response:
-        try:
-            path, fields = await receive_upload(request, config.upload_dir, config.max_upload_bytes)
-        except UploadTooLarge as e:
-            return json_error(413, str(e))
+        upload = await receive_multipart(request, dest, config.max_upload_bytes, file_field="file")
+        path, fields = upload.files[0].path, {**upload.fields, "filename": upload.files[0].filename}
         if path.suffix.lower() not in _ALLOWED_SUFFIXES:
             path.unlink(missing_ok=True)
             return json_error(
@@ -230,6 +185,7 @@ def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: we
             return json_error(404, f"no avatar job {request.match_info['job_id']!r}")
         return web.json_response(job.to_json())
 
+    @access(CONTROL, query_token=True)   # an <img> source
     async def preview(request: web.Request) -> web.Response:
         import cv2
 

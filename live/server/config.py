@@ -16,7 +16,7 @@ class ServerConfig:
     max_sessions: int = 4
     fps: float = 25.0
     idle_timeout_s: float = 600.0        # a session nobody talks to or watches ends after this
-    connect_timeout_s: float = 30.0      # an offer whose peer never connects is dropped after this
+    connect_timeout_s: float = 10.0      # an offer whose peer never connects is dropped (its slot freed) after this
     max_upload_mb: float = 200.0         # POST /avatars and /sessions/{id}/audio
     max_text_chars: int = 5000           # POST /sessions/{id}/say
     max_audio_s: float = 600.0           # longest audio file /sessions/{id}/audio accepts
@@ -36,6 +36,8 @@ class ServerConfig:
     keep_results: int = 0
     keep_bytes: int = 0
     keep_days: float = 0.0
+    # Bearer token for the API (live/http/guard.py).  None: open on loopback, generated on any other address.
+    token: str | None = None
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.fps <= 60.0:

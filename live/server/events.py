@@ -9,15 +9,15 @@ than growing the server's memory; the others are unaffected.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from live.http.sse import SseEvent, stream_sse
+
 _QUEUE_SIZE = 256
-_KEEPALIVE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -27,9 +27,11 @@ class Event:
     time: float = field(default_factory=time.time)
     seq: int = 0
 
+    def sse(self) -> SseEvent:
+        return SseEvent(self.kind, {"type": self.kind, "time": round(self.time, 4), **self.data}, id=self.seq)
+
     def encode(self) -> bytes:
-        body = json.dumps({"type": self.kind, "time": round(self.time, 4), **self.data})
-        return f"id: {self.seq}\nevent: {self.kind}\ndata: {body}\n\n".encode()
+        return self.sse().encode()
 
 
 class EventHub:
@@ -76,24 +78,13 @@ class EventHub:
 
 async def stream_events(request: web.Request, hub: EventHub) -> web.StreamResponse:
     """Serve ``hub`` as text/event-stream until the session closes or the client leaves."""
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await resp.prepare(request)
     q = hub.subscribe()
+
+    async def next_event() -> SseEvent | None:
+        event = await q.get()
+        return None if event is None else event.sse()
+
     try:
-        await resp.write(b"retry: 2000\n\n")
-        while True:
-            try:
-                event = await asyncio.wait_for(q.get(), _KEEPALIVE_S)
-            except asyncio.TimeoutError:
-                await resp.write(b": keep-alive\n\n")
-                continue
-            if event is None:
-                break
-            await resp.write(event.encode())
-    except ConnectionResetError:
-        pass  # the client left
+        return await stream_sse(request, next_event, retry_ms=2000)
     finally:
         hub.unsubscribe(q)
-    return resp

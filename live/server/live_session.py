@@ -29,12 +29,14 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from live.rtc import mic_jitter
+from live.rtc import aiortc_hooks
 from live.rtc.audio_codec import silence_packet
 from live.engine.audio_feed import Clip, FeedConfig
 from models.audio.audio_io import StreamResampler
 from live.server.config import ServerConfig
-from live.worker.engine_worker import EngineWorker, FrameReady, WorkerDied, WorkerSpec
+from live.worker.catch_up import CatchUpPolicy
+from live.worker.client import EngineWorker, WorkerDied
+from live.worker.protocol import FrameReady, WorkerSpec
 from live.server.events import EventHub
 from live.rtc.media_clock import MediaClock
 from live.rtc.signaling import Offer, answer, negotiate
@@ -112,7 +114,13 @@ class LiveSession:
         self.clock = MediaClock(config.fps)
         self.events = EventHub()
         self.speech = SpeechQueue(tts, self._send_clip, self._on_speech_error)
-        self.worker: EngineWorker | None = None   # started once the video codec is negotiated
+        self.worker: EngineWorker | None = None   # started once the peer's ICE connects
+        self._worker_spec: WorkerSpec | None = None
+        self._worker_start: asyncio.Task | None = None
+        self._early_clips: list[Clip] = []          # speech queued before the worker was up
+        self.connected = False
+        self._media_started = False
+        self._background: set[asyncio.Task] = set()  # fire-and-forget tasks, kept referenced
         self.video = AvatarVideoTrack(self.clock, on_leave=self._on_frame_leaving, on_overflow=self._request_keyframe)
         self.audio: AvatarAudioTrack | None = AvatarAudioTrack(self.clock)
         self.pc = None
@@ -122,7 +130,9 @@ class LiveSession:
         self.last_activity = time.monotonic()
         self._mic_track: MediaStreamTrack | None = None
         self._mic_tapped = False
-        self.mic_packets = 0
+        self.mic_packets = 0                 # hook counters (tests/test_rtc_hooks.py)
+        self.keyframe_requests = 0
+        self.keyframes_sent = 0
         self._tasks: list[asyncio.Task] = []
         self._pending: deque[FrameReady] = deque()
         self._utterances: dict[str, Utterance] = {}
@@ -137,28 +147,34 @@ class LiveSession:
         self._last: FrameReady | None = None
         self.frames_sent = 0
         self.late_frames = 0
-        self.skipped_frames = 0
+        self.catch_up = CatchUpPolicy()
         self.mic_chunks = 0
         self._speaking = False
         self._bitrate_hint: int | None = None
 
     # -- life cycle ----------------------------------------------------------
 
-    async def open(self, offer: Offer) -> RTCSessionDescription:
-        """Negotiate, start the worker, attach the tracks; returns the answer."""
-        neg = await negotiate(offer, self.config.ice_servers, self.config.video_codec, on_track=self._on_track)
+    async def open(self, offer: Offer, peer: str | None = None) -> RTCSessionDescription:
+        """Negotiate and attach the tracks; returns the answer.
+
+        ``peer`` is the HTTP client's address (ICE checks go only to it, see
+        ``live.rtc.ice_guard``).  The worker process starts only once the peer's
+        ICE connects: an offer that never connects costs no process and no avatar
+        in memory, and is dropped after ``connect_timeout_s``."""
+        neg = await negotiate(offer, self.config.ice_servers, self.config.video_codec,
+                              on_track=self._on_track, peer=peer)
         self.pc = neg.pc
         try:
             self.pc.on("connectionstatechange", self._on_connection_state)
+            self.pc.on("iceconnectionstatechange", self._on_ice_state)
             if neg.mic_expected and neg.audio_transceiver is not None:
-                self._mic_tapped = mic_jitter.install(neg.audio_transceiver.receiver, self._on_mic_packet)
-            self.worker = EngineWorker(WorkerSpec(
+                self._mic_tapped = aiortc_hooks.install_mic_tap(neg.audio_transceiver.receiver, self._on_mic_packet)
+            self._worker_spec = WorkerSpec(
                 self.avatar_id, self.config.avatar_dir, self.config.fps, self.config.mouth_checkpoint,
                 FeedConfig(), neg.video_codec,
-            ))
-            await self.worker.start()
+            )
             self._video_sender = neg.video.sender
-            _on_keyframe_request(neg.video.sender, self._request_keyframe)
+            aiortc_hooks.forward_keyframe_requests(neg.video.sender, self._on_keyframe_request)
             neg.video.sender.replaceTrack(self.video)
             if neg.audio is not None:
                 neg.audio.sender.replaceTrack(self.audio)
@@ -195,6 +211,8 @@ class LiveSession:
                 await asyncio.wait_for(self.pc.close(), 5.0)
             except (asyncio.TimeoutError, Exception):
                 log.warning("session %s: peer connection did not close cleanly", self.id)
+        if self._worker_start is not None:
+            await asyncio.gather(self._worker_start, return_exceptions=True)
         if self.worker is not None:
             await self.worker.stop()
         for u in self._utterances.values():
@@ -206,29 +224,79 @@ class LiveSession:
             self.on_closed(self)
 
     def _spawn(self, coro, name: str) -> asyncio.Task:
+        """A task that lives as long as the session (cancelled by ``close``)."""
         task = asyncio.create_task(coro, name=f"{name}-{self.id}")
         self._tasks.append(task)
         return task
 
+    def _close_soon(self, reason: str) -> None:
+        """Close from a callback that can't await: the task is kept referenced until
+        done, and an exception in it is logged rather than lost."""
+        task = asyncio.create_task(self.close(reason), name=f"close-{self.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %s: %s failed", self.id, task.get_name(), exc_info=task.exception())
+
+    def _on_ice_state(self) -> None:
+        # ICE is through: the peer is real.  Start the worker now, while DTLS runs.
+        if self.pc is not None and self.pc.iceConnectionState == "completed":
+            self._ensure_worker()
+
+    def _ensure_worker(self) -> None:
+        if self._worker_start is None and not self.closed:
+            self._worker_start = self._spawn(self._start_worker(), "worker-start")
+
+    async def _start_worker(self) -> None:
+        assert self._worker_spec is not None
+        self.worker = EngineWorker(self._worker_spec)
+        try:
+            await self.worker.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("session %s: the engine did not start", self.id)
+            self.events.publish("error", message=f"engine failed to start: {e}")
+            self._close_soon("engine failed to start")
+            raise
+        for clip in self._early_clips:
+            self.worker.send_clip(clip)
+        self._early_clips.clear()
+
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState if self.pc else "closed"
         if state == "connected":
+            self.connected = True
             if self._disconnect_timer is not None:
                 self._disconnect_timer.cancel()
                 self._disconnect_timer = None
-            if not self.clock.started:
-                self.clock.begin()
-                self._spawn(self._pump(), "pump")
-                if self._mic_track is not None and not self._mic_tapped:
-                    self._spawn(self._read_mic(self._mic_track), "mic")
+            self._ensure_worker()
+            if not self._media_started:
+                self._media_started = True
+                self._spawn(self._start_media(), "media")
         elif state in ("failed", "closed"):
             ice = self.pc.iceConnectionState if self.pc else "?"
-            asyncio.ensure_future(self.close(f"connection {state} (ICE {ice})"))
+            self._close_soon(f"connection {state} (ICE {ice})")
         elif state == "disconnected" and self._disconnect_timer is None:
             loop = asyncio.get_running_loop()
-            self._disconnect_timer = loop.call_later(
-                _DISCONNECT_GRACE_S, lambda: asyncio.ensure_future(self.close("peer disconnected"))
-            )
+            self._disconnect_timer = loop.call_later(_DISCONNECT_GRACE_S, self._close_soon, "peer disconnected")
+
+    async def _start_media(self) -> None:
+        """Once the worker is up: start the media clock, the frame pump and (untapped) mic reading."""
+        assert self._worker_start is not None
+        try:
+            await asyncio.shield(self._worker_start)
+        except Exception:
+            return   # _start_worker reported it and is closing the session
+        if self.closed:
+            return
+        self.clock.begin()
+        self._spawn(self._pump(), "pump")
+        if self._mic_track is not None and not self._mic_tapped:
+            self._spawn(self._read_mic(self._mic_track), "mic")
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio" and self._mic_track is None:
@@ -281,8 +349,17 @@ class LiveSession:
         return u
 
     def _send_clip(self, clip: Clip) -> None:
-        if not self.closed and self.worker is not None and self.worker.alive:
+        if self.closed:
+            return
+        if self.worker is None or self.worker.ready is None:
+            self._early_clips.append(clip)   # speech asked for before the peer connected
+        elif self.worker.alive:
             self.worker.send_clip(clip)
+
+    def _on_keyframe_request(self) -> None:
+        """The viewer sent a PLI/FIR (aiortc_hooks.forward_keyframe_requests)."""
+        self.keyframe_requests += 1
+        self._request_keyframe()
 
     def _request_keyframe(self) -> None:
         if not self.closed and self.worker is not None and self.worker.alive:
@@ -304,16 +381,12 @@ class LiveSession:
     async def _pump(self) -> None:
         """Frames in order: two requests in flight, the worker renders each at its moment.
 
-        Every frame goes into both tracks at once.  If the machine falls behind
-        (a frame more than two frame periods late), every other frame is
-        advanced without drawing or encoding until the pump is back on time: the
-        audio stays continuous and in sync, the picture keeps at least half its
-        rate, and latency stays bounded instead of growing for the whole session.
+        Every frame goes into both tracks at once.  If the machine falls behind,
+        ``self.catch_up`` (live.worker.catch_up) has frames advanced without a
+        picture until the pump is back on time.
         """
         margin = self.config.jitter_margin_s
-        behind_limit = 2.0 / self.clock.fps
         next_request = 0
-        skipped_last = False
 
         def request(index: int, draw: bool) -> None:
             due = self.clock.time_of_frame(index)
@@ -329,15 +402,11 @@ class LiveSession:
                 frame = await self.worker.next_frame()
                 self._deliver(frame)
                 behind = time.monotonic() - self.clock.time_of_frame(frame.index)
-                draw = behind <= behind_limit or skipped_last
-                if not draw:
-                    self.skipped_frames += 1
-                skipped_last = not draw
-                request(next_request, draw)
+                request(next_request, self.catch_up.draw(behind, self.clock.fps))
                 next_request += 1
         except WorkerDied as e:
             self.events.publish("error", message=f"engine stopped: {e}")
-            asyncio.ensure_future(self.close(f"engine failed: {e}"))
+            self._close_soon(f"engine failed: {e}")
         except asyncio.CancelledError:
             pass
 
@@ -349,6 +418,7 @@ class LiveSession:
             frame = _without_markers(frame)
         if frame.has_image and frame.video:
             self.video.put(frame.index, av.Packet(frame.video))
+            self.keyframes_sent += frame.keyframe
         if self.audio is not None:
             self.audio.put(frame.index, audio)
         self._pending.append(frame)
@@ -398,7 +468,11 @@ class LiveSession:
     def _on_mic_packet(self, payload: bytes, arrival: float) -> None:
         """A microphone packet, in order: on to the worker, still encoded."""
         self.mic_packets += 1
-        if not self.closed and self.worker is not None and self.worker.alive:
+        if self.closed:
+            return
+        # Packets before the worker is up precede the stream's first frame: dropped, as
+        # keeping them would only add their age to every later frame's latency.
+        if self.worker is not None and self.worker.ready is not None and self.worker.alive:
             try:
                 self.worker.send_mic_packet(payload, arrival)
             except WorkerDied:
@@ -426,7 +500,7 @@ class LiveSession:
             while not self.closed:
                 await asyncio.sleep(cfg.stats_interval_s)
                 now = time.monotonic()
-                if not self.clock.started and now - opened > cfg.connect_timeout_s:
+                if not self.connected and now - opened > cfg.connect_timeout_s:
                     await self.close(f"peer never connected ({cfg.connect_timeout_s:.0f} s)")
                     return
                 if cfg.idle_timeout_s > 0 and now - self.last_activity > cfg.idle_timeout_s:
@@ -440,10 +514,8 @@ class LiveSession:
             pass
 
     def _follow_bandwidth(self) -> None:
-        """Pass the receiver's bandwidth estimate (REMB, which aiortc hands to its
-        packetiser) on to the worker's encoder."""
-        target = getattr(getattr(self, "_video_sender", None), "_RTCRtpSender__encoder", None)
-        bitrate = getattr(target, "target_bitrate", None)
+        """Pass the receiver's bandwidth estimate (REMB) on to the worker's encoder."""
+        bitrate = aiortc_hooks.receiver_bitrate_estimate(getattr(self, "_video_sender", None))
         if bitrate and bitrate != self._bitrate_hint and self.worker is not None and self.worker.alive:
             self._bitrate_hint = bitrate
             self.worker.hint_bitrate(bitrate)
@@ -468,7 +540,7 @@ class LiveSession:
             "frames_sent": self.frames_sent,
             "frames_dropped": self.video.frames_dropped,
             "late_frames": self.late_frames,
-            "skipped_frames": self.skipped_frames,
+            "skipped_frames": self.catch_up.skipped,
             "audio_send_delay_ms": round(self.audio.send_delay_s * 1000.0, 1) if self.audio else None,
             "latency_ms": {"p50": _r(self._latency.pct(50)), "p95": _r(self._latency.pct(95))},
             "latency_session_ms": {"p50": _r(self._latency_all.pct(50)), "p95": _r(self._latency_all.pct(95)),
@@ -478,32 +550,20 @@ class LiveSession:
             "speaking": self._speaking,
             "mic": self._mic_track is not None,
             "mic_packets": self.mic_packets,
+            "mic_tapped": self._mic_tapped,
+            "mic_packets_decoded": last.mic_packets if last else 0,
+            "keyframe_requests": self.keyframe_requests,
+            "keyframe_requests_in_worker": last.keyframes_requested if last else 0,
+            "keyframes_sent": self.keyframes_sent,
             "mic_underruns": last.underruns if last else 0,
             "mic_skipped_s": round(last.skipped_s, 3) if last else 0.0,
             "queued_speech": self.speech.queued,
             "tts_first_sentence_ms": _r(float(np.median(self.speech.synthesis_s)) * 1000.0 if self.speech.synthesis_s else None),
             "timings_ms": timings,
             "worker_pid": self.worker.pid if self.worker else None,
-            "video_codec": self.worker.spec.video_codec if self.worker else None,
+            "video_codec": self._worker_spec.video_codec if self._worker_spec else None,
             "uptime_s": round(time.time() - self.created, 1),
         }
-
-
-def _on_keyframe_request(sender, callback) -> None:
-    """Forward the viewer's picture-loss requests (PLI/FIR) to the worker's encoder.
-
-    aiortc handles them by flagging its own encoder, which frames that arrive
-    already encoded never pass through."""
-    original = getattr(sender, "_send_keyframe", None)
-    if original is None:
-        log.warning("aiortc internals changed: keyframe requests will not reach the encoder")
-        return
-
-    def send_keyframe() -> None:
-        original()
-        callback()
-
-    sender._send_keyframe = send_keyframe
 
 
 def _without_markers(frame: FrameReady) -> FrameReady:

@@ -11,23 +11,25 @@
     GET    /voices                       TTS voices
     GET    /health
 
-Every error is JSON ``{"error": "..."}`` with a 4xx status: 400 bad input,
-404 unknown session/avatar, 413 too large, 503 at capacity.
+Every error is JSON ``{"error": "..."}`` (live/http/errors.py): 400 bad input,
+401 no token, 403 foreign Origin, 404 unknown session/avatar, 413 too large,
+415 wrong body type, 503 at capacity.  Who may call what: live/http/guard.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import tempfile
+import secrets
 import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
-from live.server.avatar_routes import UploadTooLarge, receive_upload
+from live.http.body import json_string, read_json
+from live.http.errors import ApiError, json_error
+from live.http.guard import CONTROL, PUBLIC, access
+from live.http.upload import receive_body, receive_multipart
 from live.server.config import ServerConfig
 from live.server.events import stream_events
 from live.server.live_session import LiveSession
@@ -43,36 +45,7 @@ REGISTRY: web.AppKey[SessionRegistry] = web.AppKey("lipstream_registry", Session
 TTS: web.AppKey[TtsService] = web.AppKey("lipstream_tts", TtsService)
 DEFAULT_AVATAR: web.AppKey[asyncio.Future] = web.AppKey("lipstream_default_avatar", asyncio.Future)
 LOOP: web.AppKey[LoopMonitor] = web.AppKey("lipstream_loop_monitor", LoopMonitor)
-
-
-def json_error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler):
-    """Every failure leaves as JSON; an unexpected exception is a 500 with a message, not a traceback page."""
-    try:
-        return await handler(request)
-    except web.HTTPException as e:
-        if e.status < 400 or e.content_type == "application/json":
-            raise
-        return json_error(e.status, e.reason if e.text is None or e.text.startswith(f"{e.status}:") else e.text)
-    except asyncio.CancelledError:
-        raise
-    except Exception as e:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_error(500, f"internal error: {type(e).__name__}: {e}")
-
-
-async def _json_body(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        raise web.HTTPBadRequest(reason="body must be valid JSON")
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(reason="body must be a JSON object")
-    return body
+_RAW_AUDIO_TYPES = ("audio/", "video/", "application/octet-stream")
 
 
 def _session(request: web.Request) -> LiveSession:
@@ -85,17 +58,19 @@ def _session(request: web.Request) -> LiveSession:
 # -- handlers ------------------------------------------------------------------
 
 
+@access(PUBLIC)
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[CONFIG].static_dir / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@access(PUBLIC)
 async def health(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     default = request.app[DEFAULT_AVATAR]
     if not default.done():
         avatar_state = "preparing"
     elif default.exception() is not None:
-        avatar_state = f"failed: {default.exception()}"
+        avatar_state = "failed (see the server log)"
     else:
         avatar_state = "ready"
     return web.json_response({
@@ -115,7 +90,7 @@ async def offer(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     registry = request.app[REGISTRY]
     try:
-        parsed = parse_offer(await _json_body(request))
+        parsed = parse_offer(await read_json(request))
     except SignalingError as e:
         return json_error(400, str(e))
     missing = await _missing_avatar(request.app, parsed.avatar)
@@ -127,7 +102,7 @@ async def offer(request: web.Request) -> web.Response:
         return json_error(503, str(e), reason="capacity", max_sessions=registry.max_sessions)
     session = LiveSession(session_id, parsed.avatar, config, request.app[TTS], on_closed=lambda s: registry.release(s.id))
     try:
-        desc = await session.open(parsed)
+        desc = await session.open(parsed, peer=request.remote)
     except SignalingError as e:
         registry.release(session_id)
         return json_error(400, str(e))
@@ -135,10 +110,10 @@ async def offer(request: web.Request) -> web.Response:
         registry.release(session_id)
         if isinstance(e, Exception):
             log.exception("session start failed")
-            return json_error(503, f"could not start the session: {e}", reason="start_failed")
+            return json_error(503, "could not start the session (see the server log)", reason="start_failed")
         raise
     registry.add(session)
-    log.info("session %s started (avatar %s, worker pid %s)", session.id, parsed.avatar, session.worker.pid)
+    log.info("session %s offered (avatar %s; its worker starts when the peer connects)", session.id, parsed.avatar)
     return web.json_response({"sdp": desc.sdp, "type": desc.type, "session_id": session.id})
 
 
@@ -180,17 +155,14 @@ async def delete_session(request: web.Request) -> web.Response:
 
 async def say(request: web.Request) -> web.Response:
     session = _session(request)
-    body = await _json_body(request)
-    text, voice, interrupt = body.get("text"), body.get("voice"), body.get("interrupt", False)
-    if not isinstance(text, str):
-        return json_error(400, '"text" is required and must be a string')
+    body = await read_json(request)
+    text = json_string(body, "text", required=True, max_len=request.app[CONFIG].max_text_chars)
+    voice = body.get("voice")
     if voice is not None and not isinstance(voice, str):
         return json_error(400, '"voice" must be a string like "piper:joe" or "espeak:cmn"')
+    interrupt = body.get("interrupt", False)
     if not isinstance(interrupt, bool):
         return json_error(400, '"interrupt" must be true or false')
-    limit = request.app[CONFIG].max_text_chars
-    if len(text) > limit:
-        return json_error(413, f"text too long ({len(text)} characters, max {limit})")
     try:
         u = session.say(text, voice, interrupt=interrupt)
     except TtsError as e:
@@ -204,14 +176,7 @@ async def speak_audio(request: web.Request) -> web.Response:
     session = _session(request)
     config = request.app[CONFIG]
     interrupt = request.query.get("interrupt", "false").lower() in ("1", "true", "yes")
-    try:
-        if request.content_type.startswith("multipart/"):
-            path, fields = await receive_upload(request, config.upload_dir, config.max_upload_bytes)
-            label = fields.get("filename", "audio")
-        else:
-            path, label = await _save_raw_body(request, config), "audio"
-    except UploadTooLarge as e:
-        return json_error(413, str(e))
+    path, label = await _receive_audio(request, config)
     try:
         loop = asyncio.get_running_loop()
         samples = await loop.run_in_executor(None, lambda: load_audio(path, max_seconds=config.max_audio_s))
@@ -226,28 +191,19 @@ async def speak_audio(request: web.Request) -> web.Response:
     return web.json_response({"utterance_id": u.id, "seconds": round(len(samples) / 16000, 3)}, status=202)
 
 
-async def _save_raw_body(request: web.Request, config: ServerConfig) -> Path:
-    limit = config.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise UploadTooLarge(f"upload of {request.content_length} bytes exceeds the limit of {limit} bytes")
-    config.upload_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="say-", dir=config.upload_dir)
-    path = Path(name)
-    size = 0
-    try:
-        with open(fd, "wb") as out:
-            async for chunk in request.content.iter_chunked(1 << 16):
-                size += len(chunk)
-                if size > limit:
-                    raise UploadTooLarge(f"upload exceeds the limit of {limit} bytes")
-                out.write(chunk)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    if size == 0:
-        path.unlink(missing_ok=True)
-        raise web.HTTPBadRequest(reason="the request body is empty: send an audio file")
-    return path
+async def _receive_audio(request: web.Request, config: ServerConfig) -> tuple[Path, str]:
+    """The uploaded audio (multipart "file", or the raw body) on disk, and a label for it."""
+    def dest(_name: str) -> Path:
+        return config.upload_dir / f"say-{secrets.token_hex(8)}"
+
+    if request.content_type == "multipart/form-data":
+        upload = await receive_multipart(request, dest, config.max_upload_bytes, file_field="file")
+        return upload.files[0].path, upload.files[0].filename or "audio"
+    if not request.content_type.startswith(_RAW_AUDIO_TYPES):
+        raise ApiError("send an audio file: multipart/form-data, or the raw body as audio/* or "
+                       "application/octet-stream", status=415)
+    saved = await receive_body(request, dest(""), config.max_upload_bytes)
+    return saved.path, "audio"
 
 
 async def interrupt(request: web.Request) -> web.Response:
@@ -257,6 +213,7 @@ async def interrupt(request: web.Request) -> web.Response:
     return web.json_response({**result, "at": t})
 
 
+@access(CONTROL, query_token=True)   # EventSource cannot send a header
 async def events(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     return await stream_events(request, session.events)
@@ -264,7 +221,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def voices(request: web.Request) -> web.Response:
     return web.json_response({
-        "default": "piper:joe",
+        "default": request.app[TTS].default_voice(),
         "voices": [v.__dict__ for v in request.app[TTS].voices()],
     })
 

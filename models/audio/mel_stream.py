@@ -26,12 +26,6 @@ PREEMPHASIS = 0.97
 REF_LEVEL_DB = 20.0
 MIN_LEVEL_DB = -100.0
 MAX_ABS_VALUE = 4.0
-FRAMES_PER_SECOND = SAMPLE_RATE / HOP  # 80 mel frames per second
-
-
-def frame_center_seconds(k: int | np.ndarray) -> float | np.ndarray:
-    """Time of the centre of mel frame ``k``."""
-    return (np.asarray(k) * HOP + WIN / 2) / SAMPLE_RATE
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:

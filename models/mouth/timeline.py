@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.mouth.feature_window import samples_needed
-from models.audio.mel_stream import SAMPLE_RATE
+from models.audio.pcm import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -346,6 +346,3 @@ def frame_targets(phones: Sequence[PhoneSpan], times: np.ndarray) -> tuple[np.nd
     shape = np.clip(shape, [0.0, -1.0, 0.0], [1.0, 1.0, 1.0])
     return visemes, shape.astype(np.float32)
 
-
-def one_hot(idx: np.ndarray) -> np.ndarray:
-    return np.eye(N_VISEMES, dtype=np.float32)[np.asarray(idx)]

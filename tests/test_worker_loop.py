@@ -1,0 +1,154 @@
+"""The worker loop on its own, over a socket pair in this process (no server, no WebRTC).
+
+``WorkerLoop`` runs in a thread with the real avatar, model and encoders; the test
+is the server side of the protocol (``live.worker.protocol``) and checks what a
+session relies on: frames answered in order, catch-up frames advance without a
+picture, interrupts drop queued speech and close the lips, and a frame waits for
+late microphone audio until its deadline but no longer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+import numpy as np
+import pytest
+
+from live.engine.audio_feed import Clip, FeedConfig
+from live.worker.loop import WorkerLoop
+from live.worker.protocol import (
+    ClipAudio,
+    FrameReady,
+    Interrupt,
+    Interrupted,
+    MicAudio,
+    Ready,
+    RenderRequest,
+    Stop,
+    WorkerError,
+    WorkerSpec,
+)
+from testing.media import speech_with_gaps
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Worker:
+    conn: Connection         # the server's end
+    loop: WorkerLoop         # the worker's state, for the timeline only
+    thread: threading.Thread
+
+    def send(self, msg: object) -> None:
+        self.conn.send(msg)
+
+    def reply(self, timeout: float = 30.0) -> object:
+        assert self.conn.poll(timeout), f"no reply from the worker in {timeout} s"
+        return self.conn.recv()
+
+    def frame(self, timeout: float = 30.0) -> FrameReady:
+        msg = self.reply(timeout)
+        assert isinstance(msg, FrameReady), msg
+        return msg
+
+    def need(self, index: int) -> int:
+        """Stream samples frame ``index`` needs (its audio plus the model's look-ahead)."""
+        return self.loop.timeline.samples_needed(index)
+
+
+@pytest.fixture
+def worker(avatar_root) -> Iterator[Worker]:
+    import torch
+
+    threads = torch.get_num_threads()
+    ours, theirs = socket.socketpair()
+    conn, child = Connection(ours.detach()), Connection(theirs.detach())
+    # A mic that is never declared stopped: only its audio or the deadline end a wait.
+    spec = WorkerSpec("default", avatar_root, 25.0, feed=FeedConfig(mic_timeout_s=60.0))
+    loop = WorkerLoop(child, spec)
+    thread = threading.Thread(target=loop.run, daemon=True, name="worker-loop")
+    thread.start()
+    w = Worker(conn, loop, thread)
+    assert isinstance(w.reply(), Ready)
+    yield w
+    conn.send(Stop())
+    thread.join(10)
+    assert not thread.is_alive(), "the worker loop did not stop on Stop"
+    conn.close()
+    child.close()
+    torch.set_num_threads(threads)
+
+
+def _speech(seconds: float | None = None) -> np.ndarray:
+    audio = speech_with_gaps(("Front_Center", "Rear_Left"), gaps=(0.2,), lead=0.0, tail=0.0).audio
+    return audio if seconds is None else audio[: int(seconds * 16_000)]
+
+
+def test_frames_behind_the_clock_are_answered_at_once_in_order_and_catch_up_frames_have_no_picture(worker):
+    past = time.monotonic() - 10.0      # every request is long overdue
+    draw = [True, False, True, False, True, True]
+    for i, d in enumerate(draw):
+        worker.send(RenderRequest(i, past, past, epoch=0, image=d))
+    frames = [worker.frame() for _ in draw]
+    assert [f.index for f in frames] == list(range(len(draw)))
+    assert [f.has_image for f in frames] == draw
+    for f, d in zip(frames, draw):
+        assert bool(f.video) == d, "a catch-up frame must not carry a picture, a drawn one must"
+        assert len(f.audio_packets) == 2, "every frame carries its 40 ms of sound, drawn or not"
+    assert frames[0].keyframe and not frames[2].keyframe
+    # The engine is at frame 6: a request for any other frame is an error, not a wrong frame.
+    worker.send(RenderRequest(9, past, past, epoch=0))
+    assert isinstance(worker.reply(), WorkerError)
+
+
+def test_interrupt_drops_queued_speech_acknowledges_and_closes_the_lips(worker):
+    worker.send(ClipAudio(Clip("u1", _speech(), "hello", first=True, last=True)))
+    past = time.monotonic() - 10.0
+    for i in range(15):
+        worker.send(RenderRequest(i, past, past, epoch=0))
+    before = [worker.frame() for _ in range(15)]
+    assert any(m.kind == "start" and m.utterance_id == "u1" for f in before for m in f.markers)
+    assert max(f.openness for f in before) > 0.2, "the speech did not open the mouth"
+
+    worker.send(Interrupt(epoch=1))
+    ack = worker.reply()
+    assert isinstance(ack, Interrupted) and ack.epoch == 1 and ack.dropped == ("u1",)
+    for i in range(15, 20):
+        worker.send(RenderRequest(i, past, past, epoch=1))
+    after = [worker.frame() for _ in range(5)]
+    assert all(f.epoch == 1 for f in after)
+    assert not any(m.kind == "end" for f in after for m in f.markers), "the dropped speech must not finish"
+    assert all(f.openness == 0.0 for f in after[2:]), [f.openness for f in after]   # closed within two frames
+    assert not any(f.speaking for f in after[2:])
+
+
+def test_a_frame_waits_for_late_mic_audio_but_not_past_its_deadline(worker):
+    speech = _speech(2.0)
+    worker.send(MicAudio(speech[: worker.need(1)], time.monotonic()))
+    now = time.monotonic()
+    for i in range(2):
+        worker.send(RenderRequest(i, now - 0.1, now + 30.0, epoch=0))
+    assert [worker.frame().padded for _ in range(2)] == [0, 0]     # the mic is flowing now
+
+    # Frame 2's audio is late: the worker holds the frame (no reply) until it arrives.
+    start = time.monotonic()
+    worker.send(RenderRequest(2, start, start + 30.0, epoch=0))
+    assert not worker.conn.poll(0.3), "rendered before its microphone audio arrived"
+    worker.send(MicAudio(speech[worker.need(1) : worker.need(2)], time.monotonic()))
+    frame = worker.frame()
+    assert frame.index == 2 and frame.padded == 0
+    assert frame.timings.waited_ms >= 250.0
+
+    # Frame 3's audio never comes: rendered at the deadline, padded with silence.
+    start = time.monotonic()
+    deadline = start + 0.4
+    worker.send(RenderRequest(3, start, deadline, epoch=0))
+    frame = worker.frame()
+    answered = time.monotonic()
+    assert answered >= deadline, f"did not wait for the mic: answered {deadline - answered:.3f} s early"
+    assert frame.padded == worker.need(3) - worker.need(2) and frame.underruns == 1
