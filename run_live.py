@@ -66,8 +66,8 @@ def _resolve_avatar(ref: str | None, data_dir: Path):
 def _render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from models.audio.audio_io import load_audio
     from live.engine.offline_render import analyze_audio, render_video
+    from models.audio.audio_io import load_audio
     from models.mouth.mouth_model import MouthPredictor
 
     audio = load_audio(args.audio)

@@ -11,8 +11,6 @@ Figures go to BENCHMARKS.md under this script's own section.
 
 from __future__ import annotations
 
-from bench.report import cpu_model, replace_section
-
 import argparse
 import datetime as dt
 import os
@@ -27,10 +25,11 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from models.audio.audio_io import StreamResampler, load_audio
-from models.audio.pcm import float_to_int16
-from models.audio.mel_stream import MelStream
+from bench.report import cpu_model, replace_section
 from live.engine.mp4_writer import Mp4Writer
+from models.audio.audio_io import StreamResampler, load_audio
+from models.audio.mel_stream import MelStream
+from models.audio.pcm import float_to_int16
 from models.audio.vad import VoiceActivity, speech_mask
 from testing.media import encode_audio, face_frames, speech_with_gaps
 

@@ -10,8 +10,6 @@ Figures go to BENCHMARKS.md under this script's own section.
 
 from __future__ import annotations
 
-from bench.report import cpu_model, replace_section
-
 import argparse
 import datetime as dt
 import os
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.report import cpu_model, replace_section
 from models.avatar.avatar import Avatar, default_avatar, load_avatar, prepare_avatar
 from models.avatar.avatar_source import video_frames
 from models.avatar.face_landmarks import FaceTracker, eye_openness

@@ -22,6 +22,7 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from bench.live_common import ServerProcess
+from bench.report import record
 
 
 def _children(pid: int) -> list[int]:
@@ -90,9 +91,19 @@ async def main(offers: int) -> None:
                 released = time.monotonic() - t0 + 1.0
         finally:
             server.stop()
-    print(f"{offers} bare offers: POST /offer {min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms; "
-          f"held RSS +{held[0] - base[0]:.0f} MB, PSS +{held[1] - base[1]:.0f} MB, "
-          f"processes +{held[2] - base[2]}; slots free {released:.1f} s after the last offer")
+    rows = [
+        ("`POST /offer`", f"{min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms"),
+        ("memory held by the server's process tree (RSS / PSS)",
+         f"+{held[0] - base[0]:.0f} MB / +{held[1] - base[1]:.0f} MB"),
+        ("extra processes", f"+{held[2] - base[2]}"),
+        ("all slots free again after the last offer", f"{released:.1f} s (connect timeout 10 s)"),
+    ]
+    for what, value in rows:
+        print(f"{what}: {value}")
+    record("bench/bare_offer.py", [
+        f"{offers} offers that never connect (valid SDP, the peer then vanishes), against `run_live.py`.", "",
+        "| figure | value |", "|---|---|", *[f"| {what} | {value} |" for what, value in rows],
+    ])
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ import torch
 from bench.report import record
 from bench.speech import long_speech
 from live.engine.session import EngineConfig, LipSyncSession
-from models.mouth.feature_window import LOOKAHEAD_S
 from models.audio.pcm import SAMPLE_RATE
 from models.avatar.avatar import default_avatar
+from models.mouth.feature_window import LOOKAHEAD_S
 from models.mouth.mouth_model import MouthPredictor
 
 CHUNK = 320  # 20 ms, the WebRTC audio packet size

@@ -51,8 +51,8 @@ def pipeline_cpu_per_frame(seconds: float = 12.0) -> float:
     import torch
 
     from bench.speech import long_speech
-    from live.rtc.audio_codec import SpeechEncoder
     from live.engine.session import LipSyncSession
+    from live.rtc.audio_codec import SpeechEncoder
     from live.rtc.video_encoder import VideoEncoder
     from models.avatar.avatar import default_avatar
     from models.mouth.mouth_model import MouthPredictor

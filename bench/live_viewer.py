@@ -24,7 +24,6 @@ from fractions import Fraction
 
 import av
 import numpy as np
-
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.speech import long_speech

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from bench.report import record
-from models.mouth.feature_window import window_for
 from models.audio.mel_stream import log_mel
+from models.mouth.feature_window import window_for
 from models.mouth.mouth_model import DEFAULT_CHECKPOINT, MouthPredictor, n_params
 
 FRAME_BUDGET_US = 40_000  # one video frame at 25 fps

@@ -22,8 +22,6 @@ sheet ``reports/renderer_sheet.png``.
 
 from __future__ import annotations
 
-from bench.report import cpu_model, replace_section
-
 import argparse
 import dataclasses
 import os
@@ -37,13 +35,15 @@ import av
 import cv2
 import numpy as np
 
+from bench.report import cpu_model, replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from models.avatar.avatar import Avatar, default_avatar, load_avatar, prepare_avatar  # noqa: E402
-from models.render.mouth_renderer import MouthRenderer  # noqa: E402
 from models.mouth.mouth_shape import MouthShape  # noqa: E402
+from models.render.mouth_renderer import MouthRenderer  # noqa: E402
 
 SECTION = "## bench/render.py — mouth renderer"
 

@@ -16,8 +16,6 @@ own section.  Inputs are generated once into data/bench/studio_batch/.
 
 from __future__ import annotations
 
-from bench.report import cpu_model, replace_section
-
 import argparse
 import asyncio
 import datetime as dt
@@ -35,6 +33,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from bench.report import cpu_model, replace_section
 from testing.media import astronaut_bgr, librivox_clips, make_video, speech_sample, trim_silence, write_wav
 from testing.studio_helpers import ServerProcess, checkpoint_for_tests, new_batch, upload
 

@@ -9,14 +9,14 @@ Prints a table and updates the ``bench/tts_speed.py`` section of BENCHMARKS.md.
 
 from __future__ import annotations
 
-from bench.report import cpu_model, replace_section
-
 import argparse
 import os
 import platform
 import statistics
 import time
 from datetime import date
+
+from bench.report import cpu_model, replace_section
 
 FIRST_SENTENCE = "Hello! How can I help you today?"
 PARAGRAPH = (

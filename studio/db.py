@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Iterator
 
 from studio.jobs import (
-    Batch, BatchStatus, Item, ItemStatus, NotFound, Result, Upload,
-    check_batch_move, check_item_move,
+    Batch,
+    BatchStatus,
+    Item,
+    ItemStatus,
+    NotFound,
+    Result,
+    Upload,
+    check_batch_move,
+    check_item_move,
 )
 
 SCHEMA_VERSION = 2   # 2: items.crashes

@@ -148,8 +148,8 @@ def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
     """Decode the batch's audio and compute its mouth track, once for the whole batch."""
     import numpy as np
 
-    from models.audio.audio_io import AudioDecodeError, load_audio
     from live.engine.offline_render import analyze_audio
+    from models.audio.audio_io import AudioDecodeError, load_audio
 
     t0, c0 = time.perf_counter(), time.process_time()
     try:
@@ -236,12 +236,11 @@ class _Progress:
 
 def render(job: RenderJob) -> RenderOutcome:
     """Prepare (or reuse) the item's avatar and render the batch's track onto it."""
+    import cv2
     import numpy as np
 
     from live.engine.offline_render import MouthTrack, RenderCancelled, render_video
     from models.avatar.avatar import load_avatar, prepare_avatar
-
-    import cv2
 
     cv2.setNumThreads(1)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -33,7 +33,6 @@ from aiohttp import web
 from live.http.body import json_number, json_string, query_int, read_json
 from live.http.guard import CONTROL, access
 from live.http.sse import SseEvent, setup_sse, stream_sse
-
 from studio.config import StudioConfig
 from studio.jobs import NotFound, StudioError, result_json, upload_json
 from studio.service import Studio

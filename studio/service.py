@@ -21,8 +21,17 @@ from studio.config import StudioConfig, StudioPaths
 from studio.db import StudioDB, new_id
 from studio.job_log import JobLog
 from studio.jobs import (
-    Batch, BatchProgress, BatchStatus, Conflict, Item, ItemStatus, ItemView, NotFound, Result,
-    StudioError, Upload,
+    Batch,
+    BatchProgress,
+    BatchStatus,
+    Conflict,
+    Item,
+    ItemStatus,
+    ItemView,
+    NotFound,
+    Result,
+    StudioError,
+    Upload,
 )
 from studio.uploads import Received, check_audio, check_video
 from studio.worker_pool import WorkerPool, audio_features_path, track_path

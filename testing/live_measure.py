@@ -20,8 +20,8 @@ import numpy as np
 
 from models.avatar.avatar import Avatar
 from models.avatar.face_landmarks import LIP_INDICES
-from models.render.mouth_renderer import MouthRenderer
 from models.mouth.mouth_shape import CLOSED
+from models.render.mouth_renderer import MouthRenderer
 
 _THUMB = 48
 

@@ -11,11 +11,21 @@ import numpy as np
 import pytest
 
 from models.avatar.avatar import (
-    Avatar, AvatarError, AvatarNotFoundError, default_avatar, list_avatars, load_avatar, prepare_avatar,
+    Avatar,
+    AvatarError,
+    AvatarNotFoundError,
+    default_avatar,
+    list_avatars,
+    load_avatar,
+    prepare_avatar,
 )
 from models.avatar.face_landmarks import LIP_INDICES, eye_openness, find_faces
 from testing.avatar_media import (
-    astronaut_bgr, canvas_with_face, default_route, moving_face_video, write_video,
+    astronaut_bgr,
+    canvas_with_face,
+    default_route,
+    moving_face_video,
+    write_video,
 )
 
 W, H, SIDE, SECONDS, SRC_FPS = 640, 480, 400, 2.0, 30.0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live.engine.session import EngineConfig, LipSyncSession
-from models.mouth.feature_window import LOOKAHEAD_S
-from models.audio.mel_stream import SAMPLE_RATE
-from models.mouth.mouth_smoother import MouthSmoother
 from live.engine.offline_render import analyze_audio
-from models.mouth.timeline import Timeline
+from live.engine.session import EngineConfig, LipSyncSession
+from models.audio.mel_stream import SAMPLE_RATE
+from models.mouth.feature_window import LOOKAHEAD_S
 from models.mouth.mouth_shape import VISEMES
+from models.mouth.mouth_smoother import MouthSmoother
+from models.mouth.timeline import Timeline
 from testing.media import speech_with_gaps
 
 FPS = 25.0

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from models.avatar.face_landmarks import (
-    LIP_INDICES, N_LANDMARKS, eye_openness, eye_span, fill_gaps, find_faces, landmark_box,
-    mouth_features, mouth_features_batch, smooth_track,
+    LIP_INDICES,
+    N_LANDMARKS,
+    eye_openness,
+    eye_span,
+    fill_gaps,
+    find_faces,
+    landmark_box,
+    mouth_features,
+    mouth_features_batch,
+    smooth_track,
 )
 from testing.avatar_media import astronaut_bgr, canvas_with_face
 

@@ -13,11 +13,11 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from live.engine.audio_feed import AudioFeed, Clip, FeedConfig
-from live.server.events import EventHub
 from live.rtc.media_clock import MediaClock
 from live.rtc.mic_jitter import MicJitterBuffer
-from live.server.speech_queue import split_sentences, trim_leading_silence
 from live.rtc.tracks import AvatarAudioTrack, AvatarVideoTrack
+from live.server.events import EventHub
+from live.server.speech_queue import split_sentences, trim_leading_silence
 
 RATE = 16_000
 

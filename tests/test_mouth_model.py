@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.mouth.feature_window import WINDOW_FRAMES, window_for
 from models.audio.mel_stream import N_MELS, log_mel
+from models.mouth.feature_window import WINDOW_FRAMES, window_for
 from models.mouth.mouth_model import (
     DEFAULT_CHECKPOINT,
     MouthModelError,

@@ -21,10 +21,10 @@ from bench.render import talking_video, write_video
 from bench.sync_report import CLOSED_BELOW, measure_openness
 from models.avatar.avatar import Avatar, default_avatar, load_avatar, prepare_avatar
 from models.avatar.face_landmarks import find_faces, mouth_features
+from models.mouth.mouth_shape import CLOSED, MouthShape
 from models.render.mouth_geometry import LOWER_INNER, UPPER_INNER, lower_face_outline, mouth_frame
 from models.render.mouth_library import OPEN_SLACK, MouthLibrary
 from models.render.mouth_renderer import MouthRenderer, RenderError, openness_to_show
-from models.mouth.mouth_shape import CLOSED, MouthShape
 from models.render.photo_mouth import plan_for
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from live.engine.mp4_writer import Mp4Writer, Mp4WriteError
+from live.engine.mp4_writer import Mp4WriteError, Mp4Writer
 from testing.media import decode_media
 
 SR = 16_000

@@ -16,8 +16,15 @@ import aiohttp
 import pytest
 
 from testing.studio_helpers import (
-    ServerProcess, check_mp4, check_zip, checkpoint_for_tests, follow_events, make_media, new_batch,
-    upload, wait_for,
+    ServerProcess,
+    check_mp4,
+    check_zip,
+    checkpoint_for_tests,
+    follow_events,
+    make_media,
+    new_batch,
+    upload,
+    wait_for,
 )
 
 MAX_UPLOAD = 3_000_000

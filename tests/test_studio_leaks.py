@@ -24,7 +24,13 @@ from studio.config import StudioConfig
 from studio.jobs import ItemStatus
 from studio.service import Studio
 from testing.studio_helpers import (
-    ServerProcess, StudioMedia, check_mp4, checkpoint_for_tests, make_media, new_batch, upload,
+    ServerProcess,
+    StudioMedia,
+    check_mp4,
+    checkpoint_for_tests,
+    make_media,
+    new_batch,
+    upload,
 )
 
 pytestmark = pytest.mark.timeout(300)

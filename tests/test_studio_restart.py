@@ -16,7 +16,13 @@ import aiohttp
 import numpy as np
 
 from testing.studio_helpers import (
-    ServerProcess, check_mp4, checkpoint_for_tests, make_media, new_batch, upload, wait_for,
+    ServerProcess,
+    check_mp4,
+    checkpoint_for_tests,
+    make_media,
+    new_batch,
+    upload,
+    wait_for,
 )
 
 

@@ -19,12 +19,18 @@ from studio.config import StudioConfig, StudioPaths
 from studio.db import StudioDB
 from studio.job_log import JobLog
 from studio.jobs import (
-    Batch, BatchProgress, BatchStatus, InvalidTransition, Item, ItemStatus, ItemView, check_batch_move,
+    Batch,
+    BatchProgress,
+    BatchStatus,
+    InvalidTransition,
+    Item,
+    ItemStatus,
+    ItemView,
+    check_batch_move,
     check_item_move,
 )
 from studio.uploads import sniff
 from studio.zip_export import ZipEntry, iter_zip, unique_arcnames
-
 
 # -- state machine -------------------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from models.audio import pcm
 from models.audio.pcm import SAMPLE_RATE
-from models.mouth.phonemes import Alphabet, AlignedUtterance, PhoneSpan
+from models.mouth.phonemes import AlignedUtterance, Alphabet, PhoneSpan
+
 PAUSE = ""
 MAX_TEXT_CHARS = 5_000
 

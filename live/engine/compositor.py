@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.avatar.avatar import Avatar
-from models.render.mouth_renderer import MouthRenderer
 from models.mouth.mouth_shape import MouthShape
+from models.render.mouth_renderer import MouthRenderer
 
 
 @dataclass

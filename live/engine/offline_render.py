@@ -16,14 +16,14 @@ from typing import Callable
 
 import numpy as np
 
-from models.audio.pcm import SAMPLE_RATE, float_to_int16
 from live.engine.compositor import Compositor
-from models.mouth.mouth_tracker import MouthTracker
 from live.engine.mp4_writer import Mp4Writer
-from models.mouth.timeline import Timeline
+from models.audio.pcm import SAMPLE_RATE, float_to_int16
 from models.avatar.avatar import Avatar
 from models.mouth.mouth_model import MouthPredictor
 from models.mouth.mouth_shape import N_VISEMES, MouthShape
+from models.mouth.mouth_tracker import MouthTracker
+from models.mouth.timeline import Timeline
 
 _BATCH = 256
 

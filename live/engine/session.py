@@ -17,16 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.audio.audio_io import StreamResampler
-from models.audio.pcm import SAMPLE_RATE, float_to_int16
 from live.engine.audio_ring import AudioRing
 from live.engine.compositor import Compositor
+from models.audio.audio_io import StreamResampler
 from models.audio.mel_stream import WIN
-from models.mouth.mouth_tracker import MouthTracker
-from models.mouth.timeline import Timeline
+from models.audio.pcm import SAMPLE_RATE, float_to_int16
 from models.avatar.avatar import Avatar
 from models.mouth.mouth_model import MouthPredictor
 from models.mouth.mouth_shape import MouthShape
+from models.mouth.mouth_tracker import MouthTracker
+from models.mouth.timeline import Timeline
 
 # Raw audio kept behind the play position: enough to rewind the features after an
 # interrupt (one mel window) with room to spare.

@@ -27,7 +27,6 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from live.rtc.aiortc_hooks import guard_ice_checks, negotiated_codecs, offer_direction
 from live.rtc.ice_guard import IceGuard
 
-
 _AVATAR_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_SDP_BYTES = 64 * 1024
 

@@ -18,15 +18,14 @@ from aiohttp import web
 from live.http.errors import json_errors
 from live.http.guard import ACCESS, AccessPolicy, QuietAccessLogger, guard, is_loopback, resolve_token
 from live.http.sse import setup_sse
-
 from live.rtc.aiortc_hooks import check_versions as check_aiortc_versions
-from live.worker.client import warm_up as warm_up_workers
 from live.server.avatar_routes import AvatarJobs, setup_avatar_routes
 from live.server.config import ServerConfig
 from live.server.loop_monitor import LoopMonitor
 from live.server.routes import CONFIG, DEFAULT_AVATAR, LOOP, REGISTRY, TTS, setup_routes
 from live.server.session_registry import SessionRegistry
 from live.server.tts_service import TtsService
+from live.worker.client import warm_up as warm_up_workers
 
 log = logging.getLogger(__name__)
 

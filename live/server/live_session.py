@@ -29,20 +29,20 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from live.engine.audio_feed import Clip, FeedConfig
 from live.rtc import aiortc_hooks
 from live.rtc.audio_codec import silence_packet
-from live.engine.audio_feed import Clip, FeedConfig
-from models.audio.audio_io import StreamResampler
+from live.rtc.media_clock import MediaClock
+from live.rtc.signaling import Offer, answer, negotiate
+from live.rtc.tracks import AvatarAudioTrack, AvatarVideoTrack
 from live.server.config import ServerConfig
+from live.server.events import EventHub
+from live.server.speech_queue import SpeechQueue, SpeechRequest
+from live.server.tts_service import TtsError, TtsService
 from live.worker.catch_up import CatchUpPolicy
 from live.worker.client import EngineWorker, WorkerDied
 from live.worker.protocol import FrameReady, WorkerSpec
-from live.server.events import EventHub
-from live.rtc.media_clock import MediaClock
-from live.rtc.signaling import Offer, answer, negotiate
-from live.server.speech_queue import SpeechQueue, SpeechRequest
-from live.rtc.tracks import AvatarAudioTrack, AvatarVideoTrack
-from live.server.tts_service import TtsError, TtsService
+from models.audio.audio_io import StreamResampler
 
 log = logging.getLogger(__name__)
 

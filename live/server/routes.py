@@ -30,12 +30,12 @@ from live.http.body import json_string, read_json
 from live.http.errors import ApiError, json_error
 from live.http.guard import CONTROL, PUBLIC, access
 from live.http.upload import receive_body, receive_multipart
+from live.rtc.signaling import SignalingError, parse_offer
 from live.server.config import ServerConfig
 from live.server.events import stream_events
 from live.server.live_session import LiveSession
 from live.server.loop_monitor import LoopMonitor
 from live.server.session_registry import CapacityError, SessionRegistry, UnknownSession
-from live.rtc.signaling import SignalingError, parse_offer
 from live.server.tts_service import TtsError, TtsService
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,22 @@ from skimage import data as skimage_data
 from models.avatar import avatar_cache as cache
 from models.avatar.avatar_errors import AvatarError, AvatarNotFoundError
 from models.avatar.avatar_source import (
-    MIN_VIDEO_SECONDS, fit_size, probe_video, read_image, resize_to_fit, sniff_kind, video_frames,
+    MIN_VIDEO_SECONDS,
+    fit_size,
+    probe_video,
+    read_image,
+    resize_to_fit,
+    sniff_kind,
+    video_frames,
 )
 from models.avatar.face_landmarks import (
-    FaceTracker, eye_span, fill_gaps, find_faces, landmark_box, mouth_features_batch, smooth_track,
+    FaceTracker,
+    eye_span,
+    fill_gaps,
+    find_faces,
+    landmark_box,
+    mouth_features_batch,
+    smooth_track,
 )
 from models.avatar.frame_store import RAW_BUDGET, FrameStore, FrameStoreWriter
 from models.avatar.idle_motion import IdleMotion, idle_loop

@@ -20,7 +20,12 @@ import cv2
 import numpy as np
 
 from models.avatar.face_landmarks import (
-    LEFT_EYE_LOWER, LEFT_EYE_UPPER, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER, eye_span, landmark_box,
+    LEFT_EYE_LOWER,
+    LEFT_EYE_UPPER,
+    RIGHT_EYE_LOWER,
+    RIGHT_EYE_UPPER,
+    eye_span,
+    landmark_box,
 )
 
 

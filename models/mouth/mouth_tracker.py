@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.mouth.feature_window import LOOKAHEAD_SAMPLES, WINDOW_FRAMES, last_frame_for, window_for
 from models.audio.mel_stream import HOP, MAX_ABS_VALUE, N_MELS, MelStream
 from models.audio.pcm import SAMPLE_RATE
-from models.mouth.mouth_smoother import MouthSmoother
-from models.mouth.timeline import Timeline
 from models.audio.vad import VoiceActivity
+from models.mouth.feature_window import LOOKAHEAD_SAMPLES, WINDOW_FRAMES, last_frame_for, window_for
 from models.mouth.mouth_model import MouthPredictor
 from models.mouth.mouth_shape import MouthShape
+from models.mouth.mouth_smoother import MouthSmoother
+from models.mouth.timeline import Timeline
 
 
 @dataclass

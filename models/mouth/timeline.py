@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.mouth.feature_window import samples_needed
 from models.audio.pcm import SAMPLE_RATE
+from models.mouth.feature_window import samples_needed
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,18 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
+from models.mouth.mouth_shape import MouthShape
 from models.render.blend import colour_transfer, composite, feather_mask
 from models.render.mouth_geometry import lip_outline, lower_face_outline
 from models.render.mouth_library import CLOSED_OPENNESS, OPEN_SLACK, LibraryPick, MouthLibrary
-from models.mouth.mouth_shape import MouthShape
 from models.render.photo_mouth import (
-    MouthPalette, PhotoMouthPlan, palette_from, plan_for, pose_for, pose_towards, synthesize,
+    MouthPalette,
+    PhotoMouthPlan,
+    palette_from,
+    plan_for,
+    pose_for,
+    pose_towards,
+    synthesize,
 )
 
 FEATHER = 0.045            # blur sigma of the video blend mask, × eye distance

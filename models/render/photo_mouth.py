@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from models.avatar.face_landmarks import mouth_features
-from models.render.mouth_geometry import LipCurves, MouthFrame, at, lip_curves, mouth_frame, roi_box
 from models.mouth.mouth_shape import MouthShape
+from models.render.mouth_geometry import LipCurves, MouthFrame, at, lip_curves, mouth_frame, roi_box
 
 FULL_GAP = 0.35          # inner-lip gap at openness 1 (the scale face_landmarks measures)
 MIN_ADDED_GAP = 0.16     # a photo that already shows teeth still opens this much at openness 1

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.mouth.feature_window import LOOKAHEAD_S, window_for
 from models.audio.mel_stream import log_mel
+from models.mouth.feature_window import LOOKAHEAD_S, window_for
 from models.mouth.mouth_model import DEFAULT_CHECKPOINT, MouthModelError, MouthPredictor
 from models.mouth.phonemes import AlignedUtterance
 from models.mouth.visemes import COARSE_GROUPS, COARSE_OF_VISEME, PP, SIL, frame_targets, phone_visemes

@@ -38,9 +38,9 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from models.mouth.feature_window import WINDOW_FRAMES, last_frame_for
 from models.audio.mel_stream import HOP, MAX_ABS_VALUE, N_MELS, log_mel
 from models.audio.pcm import SAMPLE_RATE
+from models.mouth.feature_window import WINDOW_FRAMES, last_frame_for
 from models.mouth.mouth_model import (
     OPEN_MARGIN,
     MouthNet,
