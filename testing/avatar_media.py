@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -98,3 +99,84 @@ def default_route(width: int, height: int, face_side: int, seconds: float) -> Pa
         return 0.15 * span_x + 0.7 * span_x * u, (height - face_side) / 2 + 8 * np.sin(2 * np.pi * u)
 
     return route
+
+
+# ---------------------------------------------------------------------------------------
+# Sources as people shoot them: fades, cuts, cut-aways, a face that leaves (issue 10)
+
+
+@functools.lru_cache(maxsize=4)
+def second_face_bgr(side: int) -> np.ndarray:
+    """Another "person" for cut tests: the astronaut mirrored and with red and blue
+    swapped.  FaceMesh tracks it like any face, and no thumbnail or landmark of it
+    matches the original's, so a test can tell which shot it is looking at."""
+    img = np.ascontiguousarray(astronaut_bgr(side)[:, ::-1, ::-1])
+    img.setflags(write=False)
+    return img
+
+
+@functools.lru_cache(maxsize=4)
+def empty_scene(width: int, height: int) -> np.ndarray:
+    """A room with nobody in it: a floor, a wall and a window; no face anywhere."""
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = (150, 170, 185)
+    img[int(0.7 * height):] = (60, 80, 110)
+    cv2.rectangle(img, (width // 8, height // 6), (width // 3, height // 2), (220, 200, 160), -1)
+    cv2.rectangle(img, (width // 8, height // 6), (width // 3, height // 2), (40, 40, 40), 3)
+    cv2.circle(img, (3 * width // 4, int(0.62 * height)), height // 8, (30, 110, 40), -1)
+    img.setflags(write=False)
+    return img
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    """One shot of a generated clip: ``frames`` frames of ``face`` drifting from (x, y)
+    by (dx, dy) px a frame (``face=None``: the empty room), faded from black over its
+    first ``fade_in`` frames, on its own background."""
+
+    frames: int
+    face: str | None = "astronaut"        # "astronaut", "other" or None
+    x: float = 40.0
+    y: float = 20.0
+    dx: float = 1.0
+    dy: float = 0.0
+    fade_in: int = 0
+    black: bool = False                   # a black leader instead of a picture
+    path: Callable[[int], tuple[float, float]] | None = None   # (x, y) at frame k, instead of x + k dx
+
+    def position(self, k: int) -> tuple[float, float]:
+        return self.path(k) if self.path is not None else (self.x + k * self.dx, self.y + k * self.dy)
+
+
+@dataclass(frozen=True)
+class ShotClip:
+    """Frames of a generated clip plus what a test needs to know about them."""
+
+    frames: list[np.ndarray]
+    cuts: list[int]            # first frame of each shot after the first
+    face_side: int
+
+
+def shot_clip(plans: list[ShotPlan], width: int = 320, height: int = 240, face_side: int = 200) -> ShotClip:
+    """Render ``plans`` back to back (BGR frames, before any encoding)."""
+    frames: list[np.ndarray] = []
+    cuts: list[int] = []
+    for s, plan in enumerate(plans):
+        if s:
+            cuts.append(len(frames))
+        for k in range(plan.frames):
+            frames.append(_shot_frame(plan, k, width, height, face_side))
+    return ShotClip(frames, cuts, face_side)
+
+
+def _shot_frame(plan: ShotPlan, k: int, width: int, height: int, face_side: int) -> np.ndarray:
+    if plan.black:
+        return np.zeros((height, width, 3), np.uint8)
+    if plan.face is None:
+        image = empty_scene(width, height).copy()
+    else:
+        face = astronaut_bgr(face_side) if plan.face == "astronaut" else second_face_bgr(face_side)
+        image = canvas_with_face(width, height, face_side, *plan.position(k), face=face)
+    if k < plan.fade_in:
+        image = (image.astype(np.float32) * ((k + 1) / (plan.fade_in + 1))).round().astype(np.uint8)
+    return image

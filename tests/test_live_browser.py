@@ -61,3 +61,45 @@ async def test_page_connects_plays_moving_video_and_speaks(live_server, tmp_path
 
         await page.evaluate("document.getElementById('disconnect').click()")
         await page.wait_for("fetch('/sessions').then(r => r.json()).then(s => s.count === 0)", timeout=15)
+
+
+async def test_page_shows_the_delay_in_plain_words_and_lowers_the_jitter_buffer(live_server, tmp_path):
+    """After connecting with the microphone the page says how late the person is heard, its receivers
+    carry the low jitter-buffer target (read back), both tracks share one sync group, and the figure
+    goes away on disconnect."""
+    track = speech_with_gaps(("Front_Center", "Rear_Left"), gaps=(0.6,), lead=0.3, tail=0.3)
+    wav = write_wav(tmp_path / "mic.wav", np.tile(track.audio, 3), 16_000)
+    async with Chromium.launch(fake_audio=wav) as browser:
+        page = await browser.open(live_server.url + "/")
+        await page.wait_for("document.readyState === 'complete' && !!window.lipstream && !!window.lipstreamDelay")
+        await page.evaluate("document.getElementById('mic-toggle').checked = true")
+        await page.evaluate("document.getElementById('connect').click()")
+        await page.wait_for("window.lipstream.sessionId !== null", timeout=30)
+
+        # The server's mic latency arrives with its SSE stats; the sentence names it in seconds.
+        words = await page.wait_for(
+            "(() => { const t = document.getElementById('delay-words').textContent;"
+            " return /^You are heard \\d+\\.\\d s later\\.$/.test(t) && t; })()", timeout=40)
+        delay = await page.evaluate("window.lipstream.delay")
+        assert delay["serverMs"] is not None and delay["rttMs"] is not None, delay
+        assert 0 < delay["totalMs"] < 2000, delay
+        assert words == f"You are heard {delay['totalMs'] / 1000:.1f} s later."
+
+        supported = await page.evaluate("window.lipstreamDelay.supported()")
+        targets = await page.evaluate("window.lipstream.jitterTargets")
+        if supported:
+            wanted = await page.evaluate("window.lipstreamDelay.targetMs()")
+            read_back = await page.evaluate(
+                "window.lipstream.pc.getReceivers().map(r => [r.track.kind, r.jitterBufferTarget])")
+            assert sorted(k for k, _ in read_back) == ["audio", "video"]
+            assert all(v == wanted for _, v in read_back), read_back
+            assert targets == {"audio": wanted, "video": wanted}
+        ids = await page.evaluate("window.lipstream.streamIds")
+        assert ids["audio"] and ids["audio"] == ids["video"], ids   # one sync group
+
+        await page.evaluate("document.getElementById('disconnect').click()")
+        await page.wait_for("document.getElementById('delay-words').textContent === ''", timeout=5)
+        assert await page.evaluate("document.getElementById('stat-browser').textContent") == "–"
+        await asyncio.sleep(1.5)   # a stats tick after disconnecting must not bring the figure back
+        assert await page.evaluate("document.getElementById('delay-words').textContent") == ""
+        assert await page.evaluate("window.lipstream.delay") is None

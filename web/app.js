@@ -14,6 +14,11 @@
     audioSender: null,
     statsTimer: null,
     lastFrames: null,
+    delayMeter: null,
+    serverLatencyMs: null, // the server's mic → frame p50 (SSE stats); null without mic audio
+    jitterTargets: {},     // kind → jitterBufferTarget read back from the receiver (null: not set)
+    streamIds: {},         // kind → the remote stream id: one id means one audio/video sync group
+    delay: null,           // the latest DelayMeter figures and the total, for the page and the benchmark
   };
   window.lipstream = state; // for debugging and the browser test
 
@@ -91,7 +96,11 @@
       state.pc = pc;
       const stream = new MediaStream();
       $("avatar-video").srcObject = stream;
-      pc.addEventListener("track", (ev) => stream.addTrack(ev.track));
+      pc.addEventListener("track", (ev) => {
+        stream.addTrack(ev.track);
+        state.jitterTargets[ev.track.kind] = window.lipstreamDelay.applyTarget(ev.receiver);
+        state.streamIds[ev.track.kind] = ev.streams[0] ? ev.streams[0].id : null;
+      });
       pc.addEventListener("connectionstatechange", () => {
         const s = pc.connectionState;
         if (s === "connected") setStatus("live", "ok");
@@ -113,6 +122,7 @@
       state.sessionId = answer.session_id;
       await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
       listen(answer.session_id);
+      state.delayMeter = new window.lipstreamDelay.DelayMeter(pc);
       state.statsTimer = setInterval(receivedStats, 1000);
       logEvent(`session ${answer.session_id}`);
     } catch (err) {
@@ -127,6 +137,7 @@
     if (state.events) state.events.close();
     state.events = null;
     clearInterval(state.statsTimer);
+    clearStats();
     micOff();
     if (state.pc) state.pc.close();
     state.pc = null;
@@ -192,9 +203,38 @@
     $("stat-latency").textContent = lat.p50 == null ? "– (no mic audio)" : `${Math.round(lat.p50)} / ${Math.round(lat.p95)} ms`;
     $("stat-buffered").textContent = `${Math.round(s.buffered_s * 1000)} ms`;
     $("stat-speaking").textContent = s.speaking ? "yes" : "no";
+    state.serverLatencyMs = lat.p50 ?? null;
+  }
+
+  // A figure from a closed session would mislead: every stat goes back to "–".
+  function clearStats() {
+    for (const dd of $("stats").querySelectorAll("dd")) dd.textContent = "–";
+    $("delay-words").textContent = "";
+    state.delayMeter = null;
+    state.serverLatencyMs = null;
+    state.lastFrames = null;
+    state.delay = null;
+    state.jitterTargets = {};
+    state.streamIds = {};
+  }
+
+  async function showDelay() {
+    const meter = state.delayMeter;
+    const s = meter ? await meter.sample() : null;
+    if (!s || meter !== state.delayMeter) return; // first sample, or disconnected meanwhile
+    const withMic = state.micTrack !== null && state.serverLatencyMs !== null;
+    const total = window.lipstreamDelay.totalMs(s, withMic ? state.serverLatencyMs : null);
+    state.delay = { ...s, serverMs: withMic ? state.serverLatencyMs : null, totalMs: total };
+    $("delay-words").textContent = window.lipstreamDelay.words(total, withMic);
+    if (s.audioJitterMs !== null) {
+      const concealed = s.concealedRatio === null ? "" : `, ${(100 * s.concealedRatio).toFixed(1)} % concealed`;
+      $("stat-browser").textContent = `${Math.round(s.audioJitterMs + (s.playoutMs ?? 0))} ms${concealed}`;
+    }
+    if (s.rttMs !== null) $("stat-rtt").textContent = `${Math.round(s.rttMs)} ms`;
   }
 
   function receivedStats() {
+    showDelay().catch((err) => console.warn(`stats: ${err.message}`));
     const video = $("avatar-video");
     const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
     if (!q) return;

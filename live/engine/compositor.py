@@ -1,7 +1,9 @@
 """Avatar frame + mouth shape → the picture a viewer sees.
 
 The compositor walks the avatar's idle loop (a ping-pong order, so there is no
-seam) and hands each loop frame with its mouth shape to the renderer.
+seam) and hands each loop frame with its mouth shape to the renderer.  The loop lies
+inside one shot of the source (models/avatar/shots.py), and a loop frame without a
+usable face comes back from the renderer exactly as stored: no mouth is pasted there.
 """
 
 from __future__ import annotations

@@ -33,14 +33,13 @@ from models.avatar.avatar_source import (
 from models.avatar.face_landmarks import (
     FaceTracker,
     eye_span,
-    fill_gaps,
     find_faces,
     landmark_box,
     mouth_features_batch,
-    smooth_track,
 )
 from models.avatar.frame_store import RAW_BUDGET, FrameStore, FrameStoreWriter
 from models.avatar.idle_motion import IdleMotion, idle_loop
+from models.avatar.shots import ShotDetector, fill_per_shot, loop_span, ping_pong, runs, smooth_per_shot
 
 __all__ = [
     "Avatar", "AvatarError", "AvatarInfo", "AvatarNotFoundError", "default_avatar",
@@ -51,8 +50,12 @@ Progress = Callable[[float], None]
 AvatarKind = Literal["video", "photo"]
 
 MAX_SECONDS = 600.0               # longest accepted avatar video
-MAX_MISSING_FRACTION = 0.20       # more frames without a face than this is an error
-MAX_MISSING_RUN_S = 1.0           # ... and so is any single gap longer than this
+# More frames without a usable face than this is an error.  Such frames are shown as
+# they are (no mouth is pasted: see models/avatar/shots.py), so a fade-in, a cut-away
+# or a hand over the face costs lip-sync only there; but an avatar that mostly shows
+# no face is not one.  (It was 20 % with a 1 s limit on any gap, when the renderer
+# pasted a mouth on interpolated landmarks in the gaps.)
+MAX_MISSING_FRACTION = 0.50
 SMALL_FACE_PX = 40.0              # eye-corner distance below which we warn about detail
 _LANDMARK_SIGMA = 0.7             # frames; light, so real lip motion survives
 _BOX_SIGMA = 3.0                  # frames; boxes steer crops, they must not jitter
@@ -65,7 +68,9 @@ _FACE_COUNT_EVERY_S = 4.0         # how often videos are checked for extra faces
 # found; face_found stays False only where the face itself was missing.
 # FaceMesh's tracking needs a few consecutive frames to settle on a new face (with
 # a stride from the start, lip openness is 0.09 off for the first ten frames), so
-# the first MESH_WARMUP frames are all measured.
+# the first MESH_WARMUP frames are all measured, and so are the first MESH_WARMUP
+# frames after a shot cut and after the face is found again.  The frames on both
+# sides of a cut are always measured: nothing is interpolated across a cut.
 MESH_EVERY = 2
 MESH_WARMUP = 12
 
@@ -81,22 +86,26 @@ class AvatarInfo:
     n_frames: int
     source: str                     # the source file's name (no directory)
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def duration(self) -> float:
-        return self.n_frames / self.fps
+    shots: int = 1                  # shots in the video (cuts + 1; a fade from black counts its black part)
+    no_face: tuple[tuple[float, float], ...] = ()   # [start, end) seconds without a usable face
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["warnings"] = list(self.warnings)
+        d["no_face"] = [list(r) for r in self.no_face]
         return d
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / self.fps
 
     @staticmethod
     def from_json(d: dict) -> "AvatarInfo":
         return AvatarInfo(
             avatar_id=str(d["avatar_id"]), name=str(d["name"]), kind=d["kind"], fps=float(d["fps"]),
             width=int(d["width"]), height=int(d["height"]), n_frames=int(d["n_frames"]),
-            source=str(d["source"]), warnings=tuple(d.get("warnings", ())),
+            source=str(d["source"]), warnings=tuple(d.get("warnings", ())), shots=int(d.get("shots", 1)),
+            no_face=tuple((float(a), float(b)) for a, b in d.get("no_face", ())),
         )
 
 
@@ -107,8 +116,11 @@ class Avatar:
     face_boxes      (n, 4) float32        x0, y0, x1, y1 around the landmarks, smoothed
     face_sizes      (n,) float32          outer-eye-corner distance in px (detail hint)
     mouth_features  (n, 3) float32        openness, width, rounding (MouthShape scale)
-    face_found      (n,) bool             False where the face was missing (landmarks filled in)
-    loop_order      (m,) int32            frame indices of the seamless idle loop
+    face_found      (n,) bool             True where the face is usable: tracked, or between two
+                                          tracked frames of one shot; elsewhere the landmarks are
+                                          filled in and the renderer shows the frame unchanged
+    shot_ids        (n,) int32            shot of each frame, 0, 1, ... (models.avatar.shots)
+    loop_order      (m,) int32            frame indices of the seamless idle loop (inside one shot)
     """
 
     def __init__(self, info: AvatarInfo, directory: Path, raw_frames: bool = True) -> None:
@@ -120,6 +132,7 @@ class Avatar:
         self.face_sizes: np.ndarray = arrays["face_sizes"]
         self.mouth_features: np.ndarray = arrays["mouth_features"]
         self.face_found: np.ndarray = arrays["face_found"]
+        self.shot_ids: np.ndarray = arrays["shot_ids"]
         self.loop_order: np.ndarray = arrays["loop_order"]
         self._frames = FrameStore(self.directory, raw_budget=RAW_BUDGET if raw_frames else 0)
         if len(self._frames) != info.n_frames or len(self.landmarks) != info.n_frames:
@@ -251,6 +264,7 @@ class _Built:
     face_found: np.ndarray
     loop_order: np.ndarray
     warnings: list[str]
+    shot_ids: np.ndarray | None = None   # None: one shot (photos)
 
 
 def _build_into_cache(cache_root: Path, avatar_id: str, name: str, source: str,
@@ -261,7 +275,8 @@ def _build_into_cache(cache_root: Path, avatar_id: str, name: str, source: str,
         info = AvatarInfo(
             avatar_id=avatar_id, name=name, kind=built.kind, fps=built.fps, width=built.width,
             height=built.height, n_frames=len(built.landmarks), source=source,
-            warnings=tuple(built.warnings),
+            warnings=tuple(built.warnings), shots=int(_shots_of(built).max()) + 1,
+            no_face=tuple((a / built.fps, b / built.fps) for a, b in runs(~built.face_found.astype(bool))),
         )
         cache.write_arrays(tmp, _face_arrays(built))
         cache.publish(tmp, Path(cache_root) / avatar_id, {**info.to_json(), "created": time.time()},
@@ -272,12 +287,18 @@ def _build_into_cache(cache_root: Path, avatar_id: str, name: str, source: str,
     return info
 
 
+def _shots_of(built: _Built) -> np.ndarray:
+    return np.zeros(len(built.landmarks), np.int32) if built.shot_ids is None else built.shot_ids
+
+
 def _face_arrays(built: _Built) -> dict[str, np.ndarray]:
     lm = built.landmarks.astype(np.float32)
+    shots = _shots_of(built)
     if built.kind == "video":
-        lm = smooth_track(lm, _LANDMARK_SIGMA)
-        boxes = smooth_track(landmark_box(lm), _BOX_SIGMA)
-        sizes = smooth_track(eye_span(lm), _BOX_SIGMA)
+        # Smoothing restarts at every cut: a shot's first landmarks are its own.
+        lm = smooth_per_shot(lm, shots, _LANDMARK_SIGMA)
+        boxes = smooth_per_shot(landmark_box(lm), shots, _BOX_SIGMA)
+        sizes = smooth_per_shot(eye_span(lm), shots, _BOX_SIGMA)
     else:  # generated frames: landmarks are exact already
         boxes, sizes = landmark_box(lm), eye_span(lm)
     return {
@@ -286,6 +307,7 @@ def _face_arrays(built: _Built) -> dict[str, np.ndarray]:
         "face_sizes": sizes.astype(np.float32),
         "mouth_features": mouth_features_batch(lm),
         "face_found": built.face_found.astype(bool),
+        "shot_ids": shots.astype(np.int32),
         "loop_order": built.loop_order.astype(np.int32),
     }
 
@@ -337,6 +359,9 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
     landmarks: list[np.ndarray | None] = []
     measured: list[bool] = []          # FaceMesh ran on this frame (found a face or not)
     skipped: np.ndarray | None = None  # the last frame FaceMesh skipped
+    shots = ShotDetector()
+    warm_until = MESH_WARMUP           # measure every frame before this one
+    last_seen = False                  # the last measured frame had a face
     with raw.writer(tmp) as store, FaceTracker() as tracker:
         first: np.ndarray | None = None
         one_source_frame = True  # video_frames repeats the same array for a held frame
@@ -345,15 +370,27 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
                 first = frame
             one_source_frame = one_source_frame and frame is first
             store.append(frame)
-            measure = k < MESH_WARMUP or k % MESH_EVERY == 0
+            if shots.push(frame):
+                # A cut: the last frame of the old shot is measured too (never
+                # interpolated from the new shot), and the tracker starts afresh.
+                if not measured[k - 1]:
+                    landmarks[k - 1], measured[k - 1] = tracker.track(skipped), True
+                tracker.new_shot()
+                warm_until = k + MESH_WARMUP
+            measure = k < warm_until or k % MESH_EVERY == 0
             landmarks.append(tracker.track(frame) if measure else None)
             measured.append(measure)
             if not measure:
                 skipped = frame
-            elif not measured[k - 1] and (landmarks[k] is None) != (landmarks[k - 2] is None):
-                # The face came or went around the skipped frame: look at it too, so
-                # the frames without a face are reported exactly.
-                landmarks[k - 1], measured[k - 1] = tracker.track(skipped), True
+            else:
+                if not measured[k - 1] and (landmarks[k] is None) != (landmarks[k - 2] is None):
+                    # The face came or went around the skipped frame: look at it too, so
+                    # the frames without a face are reported exactly.
+                    landmarks[k - 1], measured[k - 1] = tracker.track(skipped), True
+                seen = landmarks[k] is not None
+                if seen and not last_seen:
+                    warm_until = max(warm_until, k + MESH_WARMUP)  # FaceMesh settles on the face again
+                last_seen = seen
             if measure and k % count_every == 0 and landmarks[-1] is not None:
                 tracker.count_faces(frame)
             report(0.97 * min(1.0, (k + 1) / expected))
@@ -369,21 +406,24 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
         raise AvatarError(
             f"{path.name} is too short ({n / fps:.2f} s); avatar videos need at least {MIN_VIDEO_SECONDS} s"
         )
+    shot_ids = shots.ids
     has_face = np.array([lm is not None for lm in landmarks])
     found = _face_present(has_face, np.array(measured))
     warnings = _missing_face_check(path.name, found, fps)
-    filled = fill_gaps(
-        np.stack([lm if lm is not None else np.zeros((468, 2), np.float32) for lm in landmarks]), has_face
+    filled = fill_per_shot(
+        np.stack([lm if lm is not None else np.zeros((468, 2), np.float32) for lm in landmarks]), has_face,
+        shot_ids,
     )
     warnings += _face_warnings(faces_seen, float(np.median(eye_span(filled[has_face]))))
-    loop = np.concatenate([np.arange(n), np.arange(n - 2, 0, -1)]) if n > 2 else np.arange(n)
-    return _Built("video", float(fps), size[0], size[1], filled, found, loop, warnings)
+    loop = ping_pong(*loop_span(found, shot_ids))
+    return _Built("video", float(fps), size[0], size[1], filled, found, loop, warnings, shot_ids)
 
 
 def _face_present(has_face: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """Per frame: was the face there?  A frame FaceMesh skipped counts as having one
     when its measured neighbours do (a skipped last frame has only the one before it,
-    whose landmarks it then holds)."""
+    whose landmarks it then holds).  Both neighbours are in the skipped frame's shot:
+    the frames on both sides of a cut are always measured."""
     present = has_face.copy()
     n = len(has_face)
     for k in np.flatnonzero(~measured):
@@ -397,24 +437,17 @@ def _missing_face_check(name: str, found: np.ndarray, fps: float) -> list[str]:
     n = len(found)
     if not found.any():
         raise AvatarError(f"no face found in {name}; use a video where one face is clearly visible")
-    runs = _missing_runs(found)
-    if not runs:
+    gaps = runs(~found)
+    if not gaps:
         return []
-    where = ", ".join(f"{a / fps:.2f}-{b / fps:.2f} s" for a, b in runs[:6]) + (" ..." if len(runs) > 6 else "")
+    where = ", ".join(f"{a / fps:.2f}-{b / fps:.2f} s" for a, b in gaps[:6]) + (" ..." if len(gaps) > 6 else "")
     missing = int((~found).sum())
-    longest = max(b - a for a, b in runs)
-    if missing > MAX_MISSING_FRACTION * n or longest > MAX_MISSING_RUN_S * fps:
+    if missing > MAX_MISSING_FRACTION * n:
         raise AvatarError(
             f"no face found in {missing} of {n} frames of {name} (at {where}); "
             f"trim those parts or use a clip where the face stays visible"
         )
-    return [f"no face found in {missing} frame(s) (at {where}); filled in from neighbouring frames"]
-
-
-def _missing_runs(found: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) frame ranges with no face."""
-    edges = np.diff(np.concatenate([[0], (~found).astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+    return [f"no face found in {missing} frame(s) (at {where}); those frames are shown unchanged, without lip-sync"]
 
 
 def _face_warnings(faces_seen: int, face_px: float) -> list[str]:

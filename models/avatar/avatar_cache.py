@@ -11,7 +11,9 @@
         face_boxes.npy       (n, 4) float32 x0, y0, x1, y1 around the landmarks, smoothed
         face_sizes.npy       (n,) float32 outer-eye-corner distance in px (detail hint)
         mouth_features.npy   (n, 3) float32 openness, width, rounding
-        face_found.npy       (n,) bool, False where the face was missing (landmarks filled in)
+        face_found.npy       (n,) bool, True where the face is usable (False: landmarks filled
+                             in, and the frame is shown unchanged)
+        shot_ids.npy         (n,) int32 shot of each frame (cuts and fades: models.avatar.shots)
         loop_order.npy       (m,) int32 frame order of the idle loop
 
 A directory is built under a temporary name and renamed into place, so readers
@@ -32,9 +34,10 @@ import numpy as np
 
 from models.avatar.avatar_errors import AvatarError, AvatarNotFoundError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: shot_ids; face data per shot (older caches are rebuilt)
 INFO_FILE = "info.json"
-ARRAY_NAMES = ("landmarks", "face_boxes", "face_sizes", "mouth_features", "face_found", "loop_order")
+ARRAY_NAMES = ("landmarks", "face_boxes", "face_sizes", "mouth_features", "face_found", "shot_ids",
+               "loop_order")
 DEFAULT_ID = "default"
 _ID_RE = re.compile(r"^(?:[0-9a-f]{16}|default)$")
 

@@ -318,6 +318,13 @@ class FaceTracker:
         again = self._mesh_at(rgb, Crop.around(lm))  # re-centred on the mesh: the box is loose
         return self._accept(again if again is not None else lm)
 
+    def new_shot(self) -> None:
+        """Forget the face: after a cut the person may be anywhere, or someone else, so
+        neither the old crop nor "nearest to the old face" applies."""
+        self._crop = None
+        self._last = None
+        self._lost_frames = 0
+
     def count_faces(self, image_bgr: np.ndarray) -> int:
         """Faces on one frame (videos are checked every few seconds). Unsure detections
         and faces far smaller than the largest (a photo on the wall) are not counted."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.avatar.face_landmarks import smooth_track
+from models.avatar.shots import shot_spans, smooth_per_shot
 from models.render.mouth_geometry import EYE_OUTER, STABLE, similarity
 
 SHAPE_WEIGHTS = np.array([1.0, 0.35, 0.5], np.float32)  # openness matters most
@@ -37,7 +37,7 @@ class LibraryPick:
 
 class MouthLibrary:
     def __init__(self, features: np.ndarray, landmarks: np.ndarray,
-                 face_found: np.ndarray | None = None) -> None:
+                 face_found: np.ndarray | None = None, shot_ids: np.ndarray | None = None) -> None:
         feats = np.asarray(features, np.float32)
         if feats.ndim != 2 or feats.shape[1] != 3 or len(feats) == 0:
             raise ValueError(f"mouth features must be (n, 3), got {feats.shape}")
@@ -56,7 +56,13 @@ class MouthLibrary:
         lo, hi = np.percentile(feats[:, 0], [2, 99.5])
         self.open_floor = float(lo) if lo <= CLOSED_OPENNESS else 0.0
         self.open_range = float(max(hi - self.open_floor, MIN_OPEN_RANGE))
-        self.stable = smooth_track(np.asarray(landmarks, np.float32)[:, list(STABLE)], 1.5)
+        # Another shot may be another person, or the same one lit and framed otherwise:
+        # a mouth is only ever taken from the shot on screen (and smoothed within it).
+        shots = np.zeros(len(feats), np.int32) if shot_ids is None else np.asarray(shot_ids, np.int32)
+        self.shot_span = np.empty((len(feats), 2), np.int64)
+        for a, b in shot_spans(shots):
+            self.shot_span[a:b] = (a, b)
+        self.stable = smooth_per_shot(np.asarray(landmarks, np.float32)[:, list(STABLE)], shots, 1.5)
         self.pose = _pose(np.asarray(landmarks, np.float32))
         found = np.ones(len(feats), bool) if face_found is None else np.asarray(face_found, bool)
         self.penalty = np.where(found, 0.0, MISSING_FACE_COST).astype(np.float32)
@@ -87,9 +93,12 @@ class MouthLibrary:
         cost = self.shape_distance(target) + self.penalty
         cost += POSE_WEIGHT * np.abs(self.pose - self.pose[current]).sum(axis=1)
         cost[current] -= OWN_BONUS
+        a, b = self.shot_span[current]
+        cost[:a] = np.inf
+        cost[b:] = np.inf
         if previous is not None:
             for j in (previous, previous + 1):
-                if 0 <= j < len(cost):
+                if a <= j < b:
                     cost[j] -= STAY_BONUS
         j = int(np.argmin(cost))
         deficit = self.measured_openness(float(target[0])) - float(self.features[j, 0])

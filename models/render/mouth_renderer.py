@@ -12,6 +12,11 @@ frame bit-identical:
   person's lips never meet in the video (a smile that parts them), the most closed
   real mouth is closed with the photo method's closing warp.
 
+Frames without a usable face (a fade, a cut-away, a hand over the face: the
+avatar's ``face_found``) are returned exactly as stored: no mouth is pasted where
+there is no face to paste it on.  Where the face re-enters mid-shot the mouth fades
+in over a few frames; at a cut it switches at once (``models.avatar.shots.paste_weights``).
+
 One renderer serves one session: it remembers its previous library pick, so the
 mouth plays on through the person's real motion instead of flickering between far
 apart frames (an identical request repeats the pick, so it returns an identical
@@ -29,6 +34,7 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 
+from models.avatar.shots import paste_weights
 from models.mouth.mouth_shape import MouthShape
 from models.render.blend import colour_transfer, composite, feather_mask
 from models.render.mouth_geometry import lip_outline, lower_face_outline
@@ -99,8 +105,12 @@ class MouthRenderer:
         self._crops: _Lru[_Crop] = _Lru(CROP_CACHE_BYTES, _crop_bytes)
         self._still: _Lru[np.ndarray] = _Lru(STILL_CACHE_BYTES, _array_bytes)
         self._palette: MouthPalette | None = None
+        n = len(self._landmarks)
+        found = np.asarray(getattr(avatar, "face_found", np.ones(n, bool)), bool)
+        shots = np.asarray(getattr(avatar, "shot_ids", np.zeros(n, np.int32)), np.int32)
+        self._weights = paste_weights(found, shots)
         self._library = (
-            MouthLibrary(avatar.mouth_features, self._landmarks, getattr(avatar, "face_found", None))
+            MouthLibrary(avatar.mouth_features, self._landmarks, found, shots)
             if self.kind == "video" else None
         )
         self._previous: int | None = None
@@ -115,6 +125,9 @@ class MouthRenderer:
         """The avatar's frame ``frame_index`` (BGR uint8, full size) saying ``shape``."""
         i = self._check_index(frame_index)
         key = _shape_key(shape)
+        weight = float(self._weights[i])
+        if weight <= 0.0:
+            return self.avatar.frame(i)   # no usable face: the source frame, untouched
         if self._library is None:
             return self._render_photo(i, shape, key)
         # The same request twice in a row gets the same library pick, so the pick's
@@ -125,7 +138,11 @@ class MouthRenderer:
             pick = self._library.pick(shape.as_vector(), i, self._previous)
         self._previous = pick.index
         self._last = (i, key, pick)
-        return self._render_video(i, shape, pick)
+        out = self._render_video(i, shape, pick)
+        if weight < 1.0:   # the face re-enters mid-shot: fade the mouth in
+            frame = self.avatar.frame_readonly(i)
+            out = cv2.addWeighted(out, weight, frame, 1.0 - weight, 0.0)
+        return out
 
     # ---------------------------------------------------------------------- photo
 
@@ -149,8 +166,9 @@ class MouthRenderer:
         # One palette per avatar, so colours cannot flicker from frame to frame.  For
         # a video, measure it on the most open frame: that one shows the real teeth.
         if self._palette is None:
-            if self._library is not None:
-                i = int(np.argmax(self.avatar.mouth_features[:, 0]))
+            if self._library is not None:   # (frames without a face have no real mouth)
+                openness = np.where(self._weights > 0, self.avatar.mouth_features[:, 0], -np.inf)
+                i = int(np.argmax(openness))
             self._palette = palette_from(self.avatar.frame_readonly(i), self._landmarks[i])
         return self._palette
 
