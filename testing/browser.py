@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 import aiohttp
 
@@ -169,7 +170,8 @@ class Chromium:
         return _Launcher(fake_audio, extra_args)
 
     async def open(self, url: str) -> Page:
-        async with self.http.put(f"http://127.0.0.1:{self.port}/json/new?{url}") as resp:
+        # Quoted: a bare "#fragment" would end the DevTools URL and never reach the page.
+        async with self.http.put(f"http://127.0.0.1:{self.port}/json/new?{quote(url, safe=':/?&=%')}") as resp:
             target = await resp.json(content_type=None)
         ws = await self.http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         page = Page(ws)

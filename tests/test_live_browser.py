@@ -103,3 +103,31 @@ async def test_page_shows_the_delay_in_plain_words_and_lowers_the_jitter_buffer(
         await asyncio.sleep(1.5)   # a stats tick after disconnecting must not bring the figure back
         assert await page.evaluate("document.getElementById('delay-words').textContent") == ""
         assert await page.evaluate("window.lipstream.delay") is None
+
+
+async def test_the_page_works_with_a_token_taken_once_from_its_link(make_server, tmp_path):
+    """With a token in force, the page opened from the printed link connects, speaks and hears its
+    events (SSE takes the token as a query), and the token leaves the address bar."""
+    token = "page-token-0123456789abcdef"
+    server = await make_server(token=token)
+    track = speech_with_gaps(("Front_Center",), gaps=(), lead=0.3, tail=0.3)
+    wav = write_wav(tmp_path / "mic.wav", np.tile(track.audio, 3), 16_000)
+    async with Chromium.launch(fake_audio=wav) as browser:
+        page = await browser.open(f"{server.url}/#token={token}")
+        await page.wait_for("document.readyState === 'complete' && !!window.lipstream")
+        assert "token" not in await page.evaluate("window.location.href")
+        # Without the header the API refuses; the page's own calls carry it.
+        assert await page.evaluate("fetch('/sessions').then(r => r.status)") == 401
+        await page.wait_for("document.querySelectorAll('#voice-select option').length > 2")
+
+        await page.evaluate("document.getElementById('connect').click()")
+        await page.wait_for("window.lipstream.sessionId !== null", timeout=30)
+        await page.wait_for("document.getElementById('avatar-video').currentTime > 0.5", timeout=30)
+        await page.evaluate("document.getElementById('say-text').value = 'The token works.'")
+        await page.evaluate("document.getElementById('say').click()")
+        await page.wait_for("document.getElementById('event-log').textContent.includes('speech_start')", timeout=30)
+        count = await page.evaluate(
+            f"fetch('/sessions', {{headers: {{Authorization: 'Bearer {token}'}}}}).then(r => r.json())"
+            ".then(s => s.count)")
+        assert count == 1
+        await page.evaluate("document.getElementById('disconnect').click()")
