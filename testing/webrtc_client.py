@@ -16,7 +16,7 @@ import asyncio
 import fractions
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -145,9 +145,11 @@ class LipstreamClient:
         timeout: float = 30.0,
         mic_track: MediaStreamTrack | None = None,
         edit_offer: Callable[[str], str] | None = None,
+        before_answer: Callable[[str], Awaitable[None]] | None = None,
     ) -> str:
         """Connect like a browser; ``edit_offer`` may rewrite the SDP before it is posted
-        (tests add foreign ICE candidates with it)."""
+        (tests add foreign ICE candidates with it); ``before_answer(session_id)`` runs between
+        the server's answer and ICE (tests drive a session before its peer connects)."""
         if self.http is None:
             self.http = aiohttp.ClientSession()
             self._own_http = True
@@ -179,8 +181,10 @@ class LipstreamClient:
             if resp.status != 200:
                 await pc.close()
                 raise ConnectionError(f"offer refused: {resp.status} {reply}")
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["type"]))
         self.session_id = reply["session_id"]
+        if before_answer is not None:
+            await before_answer(self.session_id)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["type"]))
         await asyncio.wait_for(self._first_video.wait(), timeout)
         return self.session_id
 

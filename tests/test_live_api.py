@@ -289,3 +289,30 @@ async def test_a_crashed_worker_ends_its_session_with_an_error(live_server):
         assert health["sessions"] == 0
     finally:
         await client.close()
+
+
+async def test_speech_plays_after_an_interrupt_sent_before_the_peer_connected(live_server):
+    """The worker starts only once ICE connects; an interrupt before that must still leave it on the
+    session's epoch, or every frame would count as stale and the avatar would stay mute."""
+    client = LipstreamClient(live_server.url)
+
+    async def interrupt_early(session_id: str) -> None:
+        status, _ = await client.request("POST", f"/sessions/{session_id}/interrupt")
+        assert status == 200
+
+    try:
+        await client.connect(before_answer=interrupt_early)
+        events = client.events()
+        await client.say("Hello after an early interrupt.", voice="espeak:en-us")
+
+        async def first_speech_start() -> dict:
+            async for event in events:
+                if event.get("type") == "speech_start":
+                    return event
+            raise AssertionError("the event stream ended without speech_start")
+
+        started = await asyncio.wait_for(first_speech_start(), 30)
+        assert "early interrupt" in started["text"]
+        await events.aclose()
+    finally:
+        await client.close()

@@ -262,6 +262,10 @@ class LiveSession:
             self.events.publish("error", message=f"engine failed to start: {e}")
             self._close_soon("engine failed to start")
             raise
+        if self.epoch:
+            # Interrupts that came before the worker existed: its frames must carry the session's epoch,
+            # or every one of them would read as stale and play as silence.
+            self.worker.send_interrupt(self.epoch)
         for clip in self._early_clips:
             self.worker.send_clip(clip)
         self._early_clips.clear()
@@ -322,6 +326,7 @@ class LiveSession:
         """Stop speaking now: text queue, synthesis, engine audio, queued track audio."""
         self.last_activity = time.monotonic()
         self.epoch += 1
+        self._early_clips.clear()   # speech asked for before the peer connected is cancelled too
         dropped = self.speech.interrupt()
         silenced = self.audio.silence_pending(silence_packet()) if self.audio is not None else 0
         if self.worker is not None and self.worker.alive:
