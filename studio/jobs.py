@@ -35,10 +35,6 @@ class Conflict(StudioError):
     status = 409
 
 
-class TooLarge(StudioError):
-    status = 413
-
-
 class UnsupportedMedia(StudioError):
     status = 415
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.audio.pcm import SAMPLE_RATE
 from studio import storage
 
 # What a forkserver should import once for every render process it forks (the CLI sets
@@ -168,7 +169,7 @@ def analyze(job: AnalyzeJob) -> AnalyzeOutcome:
         track.save(tmp_track)
         # The track is written last: its presence means the batch's features are complete.
         os.replace(tmp_track, track_out)
-    return AnalyzeOutcome(len(audio) / 16_000, track.n_frames, time.perf_counter() - t0,
+    return AnalyzeOutcome(len(audio) / SAMPLE_RATE, track.n_frames, time.perf_counter() - t0,
                           time.process_time() - c0)
 
 

@@ -89,7 +89,8 @@ async def upload_audio(request: web.Request) -> web.Response:
     studio = _studio(request)
     batch_id = request.match_info["batch"]
     studio.batch(batch_id)  # 404 before reading a large body
-    files = await receive_files(request, studio.upload_folder, studio.config.max_upload_bytes)
+    # One file: a second one is refused while it streams in, not after it was saved.
+    files = await receive_files(request, studio.upload_folder, studio.config.max_upload_bytes, max_files=1)
     if len(files) != 1:
         for f in files:
             shutil.rmtree(f.path.parent, ignore_errors=True)

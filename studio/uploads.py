@@ -15,6 +15,7 @@ from typing import Callable
 from aiohttp import web
 
 from live.http.upload import SavedFile, receive_multipart
+from models.audio.pcm import SAMPLE_RATE
 from studio.jobs import UnsupportedMedia
 from studio.storage import safe_name
 
@@ -74,13 +75,13 @@ Received = SavedFile
 
 
 async def receive_files(request: web.Request, folder_for: Callable[[], Path],
-                        max_bytes: int) -> list[Received]:
+                        max_bytes: int, max_files: int = MAX_FILES_PER_REQUEST) -> list[Received]:
     """Save every file part of a multipart request, each in a fresh folder ``folder_for()``.
     Over ``max_bytes`` (per file) → 413, and nothing of the request is kept."""
     def dest(filename: str) -> Path:
         return folder_for() / safe_name(filename, default="upload")
 
-    upload = await receive_multipart(request, dest, max_bytes, max_files=MAX_FILES_PER_REQUEST)
+    upload = await receive_multipart(request, dest, max_bytes, max_files=max_files)
     return [replace(f, filename=f.path.name) for f in upload.files]
 
 
@@ -101,7 +102,7 @@ def check_audio(r: Received, max_seconds: float) -> Probed:
         audio = load_audio(r.path, max_seconds=max_seconds)
     except AudioDecodeError as exc:
         raise UnsupportedMedia(f"{r.filename}: {exc}") from None
-    return Probed(kind.mime, len(audio) / 16_000)
+    return Probed(kind.mime, len(audio) / SAMPLE_RATE)
 
 
 def check_video(r: Received) -> Probed:

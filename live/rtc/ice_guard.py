@@ -24,7 +24,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -84,6 +84,20 @@ def turn_addresses(urls: Iterable[str]) -> frozenset[IpAddress]:
     return frozenset(out)
 
 
+_CACHE_TTL_S = 60.0
+_cache: dict[tuple[str, ...], tuple[float, frozenset[IpAddress]]] = {}
+
+
+def _cached(key: tuple[str, ...], compute: Callable[[], frozenset[IpAddress]]) -> frozenset[IpAddress]:
+    """``compute()``, remembered for a minute (interfaces and TURN addresses rarely change)."""
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is None or hit[0] < now:
+        hit = (now + _CACHE_TTL_S, compute())
+        _cache[key] = hit
+    return hit[1]
+
+
 @dataclass
 class CheckRate:
     """A token bucket: at most ``per_s`` connectivity checks a second after a ``burst``."""
@@ -115,10 +129,12 @@ class IceGuard:
     @classmethod
     def for_peer(cls, peer: str | None, turn_urls: Iterable[str] = ()) -> "IceGuard":
         ip = parse_ip(peer)
-        allowed: set[IpAddress] = set(turn_addresses(turn_urls))
+        # Cached: this runs for every offer, on the event loop; a DNS look-up or an interface
+        # scan per offer would stall every session's frame pump.
+        allowed: set[IpAddress] = set(_cached(("turn", *turn_urls), lambda: turn_addresses(turn_urls)))
         if ip is None or ip.is_loopback:
             # On this machine (or a unix socket): the peer owns this machine's addresses.
-            allowed |= local_addresses()
+            allowed |= _cached(("local",), local_addresses)
         if ip is not None:
             allowed.add(ip)
         return cls(frozenset(allowed))

@@ -26,7 +26,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from live.rtc.media_clock import VIDEO_TIME_BASE, MediaClock
-from models.audio.mel_stream import SAMPLE_RATE
+from models.audio.pcm import SAMPLE_RATE
 
 OUT_FACTOR = 3
 OUT_RATE = SAMPLE_RATE * OUT_FACTOR  # Opus runs at 48 kHz

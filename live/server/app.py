@@ -73,8 +73,12 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
                                  piper_voice_files=tuple(config.piper_voice_files))
     # Outermost first: errors become JSON, then the guard decides who may call what.
     app = web.Application(middlewares=[json_errors, guard], client_max_size=config.max_upload_bytes + (1 << 20))
+    try:
+        token = resolve_token(config.host, config.token)
+    except ValueError as e:   # an operator's malformed --token / LIPSTREAM_TOKEN: one line, no traceback
+        raise StartupError(str(e)) from None
     app[ACCESS] = AccessPolicy(
-        token=resolve_token(config.host, config.token),
+        token=token,
         loopback=is_loopback(config.host),
         max_body=max(config.max_upload_bytes, studio_config.max_upload_bytes) + (1 << 20),
     )

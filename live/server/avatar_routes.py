@@ -194,7 +194,8 @@ def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: we
 
         avatar_id = request.match_info["avatar_id"]
         try:
-            avatar = await asyncio.get_running_loop().run_in_executor(None, load_avatar, avatar_id, config.avatar_dir)
+            avatar = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: load_avatar(avatar_id, config.avatar_dir, raw_frames=False))
         except AvatarError as e:
             return json_error(404, str(e))
         image = avatar.frame_readonly(0)

@@ -37,6 +37,7 @@ from live.server.live_session import LiveSession
 from live.server.loop_monitor import LoopMonitor
 from live.server.session_registry import CapacityError, SessionRegistry, UnknownSession
 from live.server.tts_service import TtsError, TtsService
+from models.audio.pcm import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ async def speak_audio(request: web.Request) -> web.Response:
         u = session.play_audio(samples, label, interrupt=interrupt)
     except TtsError as e:
         return json_error(400, str(e))
-    return web.json_response({"utterance_id": u.id, "seconds": round(len(samples) / 16000, 3)}, status=202)
+    return web.json_response({"utterance_id": u.id, "seconds": round(len(samples) / SAMPLE_RATE, 3)}, status=202)
 
 
 async def _receive_audio(request: web.Request, config: ServerConfig) -> tuple[Path, str]:

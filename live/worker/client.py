@@ -92,7 +92,9 @@ class EngineWorker:
 
     @property
     def alive(self) -> bool:
-        return self._dead is None and self.process is not None and self.process.is_alive()
+        # No Process.is_alive() here: it polls the process (a syscall) and this runs for every mic
+        # packet.  The read loop learns of a death from the socket's EOF and sets _dead.
+        return self._dead is None and self._writer is not None
 
     async def start(self, timeout: float = 60.0) -> Ready:
         loop = asyncio.get_running_loop()
@@ -101,11 +103,25 @@ class EngineWorker:
         ctx = process_context()
         self.process = ctx.Process(target=worker_main, args=(child_conn, self.spec), daemon=True, name="lipstream-engine")
         # start() talks to the forkserver (which may still be importing torch): keep it off the loop.
-        await loop.run_in_executor(None, self.process.start)
-        child_conn.close()
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        # Shielded: a session closed meanwhile must not leave a process started behind its back.
+        launch = loop.run_in_executor(None, self.process.start)
+        try:
+            await asyncio.shield(launch)
+            self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        except BaseException:
+            await asyncio.gather(launch, return_exceptions=True)
+            if self._writer is None:
+                ours.close()   # the child reads EOF and exits
+            await self.stop()
+            raise
+        finally:
+            child_conn.close()
         self._read_task = asyncio.create_task(self._read_loop(), name="engine-worker-read")
-        reply = await asyncio.wait_for(self._next_reply(), timeout)
+        try:
+            reply = await asyncio.wait_for(self._next_reply(), timeout)
+        except BaseException:
+            await self.stop()
+            raise
         if isinstance(reply, Failed):
             await self.stop()
             raise WorkerDied(reply.error)
