@@ -50,6 +50,7 @@ _DISCONNECT_GRACE_S = 5.0
 _MAX_AUDIO_DELAY_S = 0.06
 _EARLY_S = 0.020
 _WINDOW = 250           # frames / latency samples kept for statistics
+_TIMING_NAMES = ("decode_ms", "features_ms", "model_ms", "render_ms", "convert_ms", "encode_ms", "waited_ms", "cpu_ms")
 
 
 @dataclass
@@ -143,7 +144,7 @@ class LiveSession:
         self._latency = _Window()          # mic sample arrival -> its frame leaving, ms
         self._latency_all = _Histogram()
         self._lateness = _Window()         # frame leaving - frame due, ms
-        self._timings: dict[str, _Window] = {}
+        self._timings = {name: _Window() for name in _TIMING_NAMES}   # worker stage means, ms
         self._last: FrameReady | None = None
         self.frames_sent = 0
         self.late_frames = 0
@@ -310,10 +311,10 @@ class LiveSession:
 
     def say(self, text: str, voice: str | None = None, interrupt: bool = False) -> Utterance:
         """Queue text (raises TtsError for bad input before anything is interrupted)."""
-        self.speech.check(text, voice)
+        clean, resolved = self.speech.check(text, voice)
         if interrupt:
             self.interrupt()
-        return self._track_utterance(self.speech.say(text, voice))
+        return self._track_utterance(self.speech.say_checked(clean, resolved))
 
     def play_audio(self, samples: np.ndarray, label: str, interrupt: bool = False) -> Utterance:
         if not len(samples):
@@ -429,8 +430,8 @@ class LiveSession:
         self._pending.append(frame)
         self._last = frame
         t = frame.timings
-        for name in ("decode_ms", "features_ms", "model_ms", "render_ms", "convert_ms", "encode_ms", "waited_ms", "cpu_ms"):
-            self._timings.setdefault(name, _Window()).add(getattr(t, name))
+        for name, window in self._timings.items():
+            window.add(getattr(t, name))
 
     def _on_frame_leaving(self, index: int, now: float) -> None:
         """aiortc took frame ``index`` for encoding: the viewer sees (and hears) it now."""
@@ -536,7 +537,7 @@ class LiveSession:
 
     def stats(self) -> dict:
         last = self._last
-        timings = {k: _r(w.mean(), 2) for k, w in self._timings.items()}
+        timings = {k: _r(w.mean(), 2) for k, w in self._timings.items() if w.values}
         return {
             "session_id": self.id,
             "avatar": self.avatar_id,

@@ -101,8 +101,11 @@ class SpeechQueue:
 
     def say(self, text: str, voice: str | None = None) -> SpeechRequest:
         """Queue text; raises TtsError at once for an unknown voice or nothing to say."""
-        clean, resolved = self.check(text, voice)
-        return self._put(SpeechRequest(f"u{next(_ids)}", clean, resolved))
+        return self.say_checked(*self.check(text, voice))
+
+    def say_checked(self, clean: str, voice: Voice | None) -> SpeechRequest:
+        """Queue what ``check`` already accepted, without looking the voice up again."""
+        return self._put(SpeechRequest(f"u{next(_ids)}", clean, voice))
 
     def play(self, audio: np.ndarray, label: str) -> SpeechRequest:
         if not len(audio):
