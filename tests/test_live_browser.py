@@ -131,3 +131,14 @@ async def test_the_page_works_with_a_token_taken_once_from_its_link(make_server,
             ".then(s => s.count)")
         assert count == 1
         await page.evaluate("document.getElementById('disconnect').click()")
+
+
+async def test_the_live_view_fits_a_phone_without_horizontal_scrolling(live_server):
+    async with Chromium.launch() as browser:
+        page = await browser.open(live_server.url + "/")
+        await page.send("Emulation.setDeviceMetricsOverride",
+                        {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": False})
+        await page.wait_for("document.readyState === 'complete' && !!window.lipstream")
+        await page.wait_for("document.querySelectorAll('#voice-select option').length > 2")
+        widths = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[1] == 390 and widths[0] <= widths[1], widths
