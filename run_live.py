@@ -33,7 +33,20 @@ def server_config(args: argparse.Namespace):
 
     return ServerConfig(host=args.host, port=args.port, data_dir=args.data_dir, max_sessions=args.max_sessions,
                         keep_results=args.keep_results, keep_bytes=int(args.keep_gb * 1e9),
-                        keep_days=args.keep_days, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None)
+                        keep_days=args.keep_days, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None,
+                        openai_tts=openai_tts_settings(args))
+
+
+def openai_tts_settings(args: argparse.Namespace):
+    """The --openai-tts-* flags (the key also from LIPSTREAM_OPENAI_TTS_KEY); None without a URL."""
+    from tts.openai_tts import OpenAiTtsSettings, parse_voices
+
+    if not args.openai_tts_url:
+        return None
+    key = args.openai_tts_key or os.environ.get("LIPSTREAM_OPENAI_TTS_KEY") or None
+    return OpenAiTtsSettings(args.openai_tts_url, model=args.openai_tts_model, key=key,
+                             voices=parse_voices(args.openai_tts_voices), response_format=args.openai_tts_format,
+                             timeout_s=args.openai_tts_timeout)
 
 
 def _avatar_cache(data_dir: Path) -> Path:
@@ -131,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--token", default=None,
                        help="API token (or LIPSTREAM_TOKEN). Required on a non-loopback --host: generated and "
                             "printed if not given. Given on loopback, it is enforced there too")
+        p.add_argument("--openai-tts-url", default=None, metavar="URL",
+                       help="an OpenAI-compatible TTS server (POST URL/v1/audio/speech); adds voices openai:<voice>")
+        p.add_argument("--openai-tts-model", default="tts-1", metavar="M", help="its model (default tts-1)")
+        p.add_argument("--openai-tts-key", default=None, metavar="K",
+                       help="its API key (better: LIPSTREAM_OPENAI_TTS_KEY, which ps does not show)")
+        p.add_argument("--openai-tts-voices", default=None, metavar="A,B",
+                       help="voices to list (default: the server's GET /v1/audio/voices, else OpenAI's names)")
+        p.add_argument("--openai-tts-format", choices=("pcm", "wav"), default="pcm",
+                       help="response_format to ask for (default pcm: 24 kHz s16le, streamed)")
+        p.add_argument("--openai-tts-timeout", type=float, default=30.0, metavar="S",
+                       help="seconds to connect, to the first byte and between reads (default 30)")
 
     render = sub.add_parser("render", help="render an audio file onto an avatar as an MP4")
     render.add_argument("--audio", required=True, type=Path)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtualenv in .venv with lipstream and its dependencies.
 # `scripts/setup.sh test` also installs what the test suite needs (Debian chromium
-# for the browser tests, test extras).  Nothing is downloaded except packages from
-# PyPI and Debian; no model weights are fetched (see checkpoints/README.md).
+# for the browser tests, nginx + libnginx-mod-rtmp as a real RTMP ingest, test
+# extras).  Nothing is downloaded except packages from PyPI and Debian; no model
+# weights are fetched (see checkpoints/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=${1:-}
@@ -26,6 +27,10 @@ if [ "$want_test" = "test" ]; then
   command -v chromium >/dev/null || need+=(chromium)
   [ -d /usr/share/pocketsphinx/test/data ] || need+=(pocketsphinx-testdata)
   [ -d /usr/share/sounds/alsa ] || need+=(alsa-utils)
+  # A real RTMP ingest for the broadcast-output tests, and CJK glyphs for the bilingual console.
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
+  [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need+=(fonts-noto-cjk)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null

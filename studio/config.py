@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 
 def usable_cores() -> int:
@@ -42,6 +43,8 @@ class StudioConfig:
     checkpoint: Path | None = None         # mouth model weights; None = checkpoints/mouth_net.pt
     avatar_root: Path | None = None        # avatar cache; None = <data_dir>/avatars (shared with live)
     piper_voice_files: tuple[Path, ...] = ()  # the operator's own piper voices, as in ServerConfig
+    remote_voices: tuple = ()              # the live server's remote TTS engines (tts.registry.RemoteEngine)
+    render_backend: Callable[[], Any] | None = None  # studio.render_backend.BackendFactory; None = local pool
 
     def worker_count(self) -> int:
         return self.workers if self.workers > 0 else usable_cores()

@@ -70,10 +70,11 @@ class Studio:
         self.db = StudioDB(self.paths.db)
         self.log = JobLog(self.paths.log, self.config.log_max_bytes, self.config.log_backups)
         self.pool = WorkerPool(self.db, self.paths, self.config, self.log,
-                               after_result=self.apply_retention, after_batch=self.release_batch_files)
+                               after_result=self.apply_retention, after_batch=self.release_batch_files,
+                               backend=self.config.render_backend() if self.config.render_backend else None)
         self._tts_lock = asyncio.Lock()
         # The same voices, by the same names, as the live API (tts.registry).
-        self.voice_registry = VoiceRegistry(self.config.piper_voice_files)
+        self.voice_registry = VoiceRegistry(self.config.piper_voice_files, self.config.remote_voices)
 
     async def start(self) -> None:
         await self.pool.start()

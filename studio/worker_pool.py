@@ -24,6 +24,7 @@ from studio.config import StudioConfig, StudioPaths
 from studio.db import StudioDB, new_id
 from studio.job_log import JobLog
 from studio.jobs import Batch, BatchStatus, Item, ItemStatus, Result
+from studio.render_backend import RenderBackend
 
 MAX_CRASHES = 2   # a video that crashes its render process twice is failed, not retried forever
 
@@ -47,14 +48,16 @@ def thumb_path(paths: StudioPaths, item: Item) -> Path:
 class WorkerPool:
     def __init__(self, db: StudioDB, paths: StudioPaths, config: StudioConfig, log: JobLog,
                  after_result: Callable[[], None] | None = None,
-                 after_batch: Callable[[str], None] | None = None) -> None:
+                 after_batch: Callable[[str], None] | None = None,
+                 backend: RenderBackend | None = None) -> None:
         self.db = db
         self.paths = paths
         self.config = config
         self.log = log
         self.after_result = after_result
         self.after_batch = after_batch   # a batch is settled: nothing of it runs any more
-        self.size = config.worker_count()
+        self.backend = backend   # None: this machine's process pool (the default)
+        self.size = backend.slots() if backend is not None else config.worker_count()
         self._executor: ProcessPoolExecutor | None = None
         self._generation = 0
         self._inflight: dict[str, asyncio.Task] = {}
@@ -65,6 +68,8 @@ class WorkerPool:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.backend is not None:
+            await self.backend.start()
         self.recover()
         self._task = asyncio.create_task(self._dispatch_forever(), name="studio-dispatcher")
         self.wake()
@@ -83,6 +88,8 @@ class WorkerPool:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._inflight.clear()
         self._kill_executor()
+        if self.backend is not None:
+            await self.backend.close()
 
     def wake(self) -> None:
         self._wake.set()
@@ -90,7 +97,7 @@ class WorkerPool:
     def prewarm(self) -> None:
         """Start the render processes in the background (a batch is being put together:
         they will be needed in a moment, and their start-up hides behind the uploads)."""
-        if self._executor is not None:
+        if self._executor is not None or self.backend is not None:
             return
         loop = asyncio.get_running_loop()
         executor = self._get_executor()
@@ -134,6 +141,8 @@ class WorkerPool:
                 self.wake()
 
     def _dispatch(self) -> None:
+        if self.backend is not None:   # a cluster's size changes as nodes join and leave
+            self.size = self.backend.slots()
         free = self.size - len(self._inflight)
         for batch in self.db.active_batches():
             items = self.db.items_of(batch.id)
@@ -179,6 +188,8 @@ class WorkerPool:
             return
         if any(key.endswith(batch_id) for key in self._inflight):
             return
+        if self.backend is not None:
+            self.backend.forget_batch(batch_id)
         self.after_batch(batch_id)
 
     def _launch(self, key: str, coro) -> None:
@@ -217,6 +228,8 @@ class WorkerPool:
         executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run_in_pool(self, fn, job):
+        if self.backend is not None:
+            return await self.backend.run(job)
         loop = asyncio.get_running_loop()
         executor = self._get_executor()
         generation = self._generation

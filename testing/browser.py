@@ -16,6 +16,7 @@ browser driver of the tests and benchmarks.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import re
@@ -145,6 +146,40 @@ class Page(Connection):
                 raise TimeoutError(f"{expression!r} still falsy after {timeout} s; console: {self.console[-5:]}")
             await asyncio.sleep(interval)
 
+    async def screenshot(self, path: Path, full_page: bool = True) -> Path:
+        """Save a PNG of the page (the whole document when ``full_page``) to ``path``."""
+        params: dict = {"format": "png"}
+        if full_page:
+            metrics = await self.send("Page.getLayoutMetrics")
+            size = metrics.get("cssContentSize") or metrics["contentSize"]
+            params.update(captureBeyondViewport=True,
+                          clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+        data = await self.send("Page.captureScreenshot", params, timeout=60)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data["data"]))
+        return path
+
+    async def set_viewport(self, width: int, height: int, scale: float = 1.0, mobile: bool = False) -> None:
+        """Emulate a screen of ``width`` x ``height`` CSS pixels (390 x 844: a phone)."""
+        await self.send("Emulation.setDeviceMetricsOverride",
+                        {"width": width, "height": height, "deviceScaleFactor": scale, "mobile": mobile})
+
+    async def press(self, key: str, *, shift: bool = False, text: str | None = None) -> None:
+        """Press and release one key as a keyboard would, on the focused element: real keydown/keypress/
+        keyup events, so default actions (a new line in a textarea) happen unless the page prevents them.
+        ``key``: a DOM key name ("Enter", "a", ...)."""
+        codes = {"Enter": ("Enter", 13, "\r"), "Escape": ("Escape", 27, ""), "Tab": ("Tab", 9, ""),
+                 " ": ("Space", 32, " ")}
+        code, vk, default_text = codes.get(key, (f"Key{key.upper()}" if len(key) == 1 else key,
+                                                 ord(key.upper()) if len(key) == 1 else 0, key if len(key) == 1 else ""))
+        typed = default_text if text is None else text
+        base = {"key": key, "code": code, "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk,
+                "modifiers": 8 if shift else 0}
+        await self.send("Input.dispatchKeyEvent", {**base, "type": "keyDown" if typed else "rawKeyDown",
+                                                   **({"text": typed, "unmodifiedText": typed} if typed else {})})
+        await self.send("Input.dispatchKeyEvent", {**base, "type": "keyUp"})
+
     async def set_files(self, selector: str, files: list[Path]) -> None:
         """Choose ``files`` in the ``<input type=file>`` at ``selector``, as a person would
         (the page gets its ``change`` event)."""
@@ -166,12 +201,14 @@ class Chromium:
         self._stderr_drain = stderr_drain
 
     @classmethod
-    def launch(cls, fake_audio: Path | None = None, extra_args: tuple[str, ...] = ()) -> "_Launcher":
-        return _Launcher(fake_audio, extra_args)
+    def launch(cls, fake_audio: Path | None = None, extra_args: tuple[str, ...] = (),
+               lang: str | None = None) -> "_Launcher":
+        """``lang``: the browser's language (navigator.language), e.g. "zh-CN"; None: chromium's default."""
+        return _Launcher(fake_audio, extra_args, lang)
 
     async def open(self, url: str) -> Page:
         # Quoted: a bare "#fragment" would end the DevTools URL and never reach the page.
-        async with self.http.put(f"http://127.0.0.1:{self.port}/json/new?{quote(url, safe=':/?&=%')}") as resp:
+        async with self.http.put(f"http://127.0.0.1:{self.port}/json/new?{quote(url, safe=':/?=%')}") as resp:
             target = await resp.json(content_type=None)
         ws = await self.http.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         page = Page(ws)
@@ -212,6 +249,7 @@ class Chromium:
 class _Launcher:
     fake_audio: Path | None
     extra_args: tuple[str, ...]
+    lang: str | None = None
     browser: Chromium | None = None
 
     async def __aenter__(self) -> Chromium:
@@ -230,6 +268,8 @@ class _Launcher:
         ]
         if self.fake_audio is not None:
             args.append(f"--use-file-for-fake-audio-capture={self.fake_audio}")
+        if self.lang is not None:
+            args += [f"--lang={self.lang}", f"--accept-lang={self.lang}"]
         args.append("about:blank")
         proc = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE

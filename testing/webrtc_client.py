@@ -126,6 +126,8 @@ class LipstreamClient:
     audio: list[AudioSample] = field(default_factory=list)
     reports: dict[str, list[SenderReport]] = field(default_factory=lambda: {"audio": [], "video": []})
     session_id: str | None = None
+    channel_id: str | None = None       # set by connect(whep=...): the say/events calls go to the channel
+    whep_location: str | None = None    # the WHEP resource (DELETE it to leave)
     pc: RTCPeerConnection | None = None
     mic: ArrayAudioTrack | None = None
     _own_http: bool = False
@@ -146,10 +148,15 @@ class LipstreamClient:
         mic_track: MediaStreamTrack | None = None,
         edit_offer: Callable[[str], str] | None = None,
         before_answer: Callable[[str], Awaitable[None]] | None = None,
+        whep: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> str:
         """Connect like a browser; ``edit_offer`` may rewrite the SDP before it is posted
         (tests add foreign ICE candidates with it); ``before_answer(session_id)`` runs between
-        the server's answer and ICE (tests drive a session before its peer connects)."""
+        the server's answer and ICE (tests drive a session before its peer connects).
+
+        ``whep="/channels/{id}/whep?…"``: join a channel as a WHEP player instead (RFC 9725:
+        the bare SDP as the body, the answer as the reply, a Location to DELETE)."""
         if self.http is None:
             self.http = aiohttp.ClientSession()
             self._own_http = True
@@ -173,6 +180,8 @@ class LipstreamClient:
 
         await pc.setLocalDescription(await pc.createOffer())
         sdp = pc.localDescription.sdp if edit_offer is None else edit_offer(pc.localDescription.sdp)
+        if whep is not None:
+            return await self._whep(whep, sdp, headers or {}, timeout)
         body = {"sdp": sdp, "type": pc.localDescription.type}
         if avatar is not None:
             body["avatar"] = avatar
@@ -187,6 +196,25 @@ class LipstreamClient:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["type"]))
         await asyncio.wait_for(self._first_video.wait(), timeout)
         return self.session_id
+
+    async def _whep(self, path: str, sdp: str, headers: dict[str, str], timeout: float) -> str:
+        async with self.http.post(f"{self.base_url}{path}", data=sdp.encode(),
+                                  headers={"Content-Type": "application/sdp", **headers}) as resp:
+            if resp.status != 201:
+                await self.pc.close()
+                raise ConnectionError(f"WHEP offer refused: {resp.status} {await resp.text()}")
+            if resp.content_type != "application/sdp":
+                raise ConnectionError(f"WHEP answer has Content-Type {resp.content_type!r}")
+            answer_sdp = await resp.text()
+            self.whep_location = resp.headers["Location"]
+        self.channel_id = path.split("/")[2]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        await asyncio.wait_for(self._first_video.wait(), timeout)
+        return self.whep_location
+
+    @property
+    def stream_path(self) -> str:
+        return f"/channels/{self.channel_id}" if self.channel_id else f"/sessions/{self.session_id}"
 
     def _hook(self, receiver, kind: str) -> None:
         self._receivers[kind] = receiver
@@ -241,24 +269,24 @@ class LipstreamClient:
         body: dict = {"text": text, "interrupt": interrupt}
         if voice:
             body["voice"] = voice
-        status, reply = await self.request("POST", f"/sessions/{self.session_id}/say", json=body)
+        status, reply = await self.request("POST", f"{self.stream_path}/say", json=body)
         if status != 202:
             raise RuntimeError(f"say failed: {status} {reply}")
         return reply
 
     async def interrupt(self) -> dict:
-        status, reply = await self.request("POST", f"/sessions/{self.session_id}/interrupt")
+        status, reply = await self.request("POST", f"{self.stream_path}/interrupt")
         if status != 200:
             raise RuntimeError(f"interrupt failed: {status} {reply}")
         return reply
 
     async def stats(self) -> dict:
-        return (await self.request("GET", f"/sessions/{self.session_id}"))[1]
+        return (await self.request("GET", self.stream_path))[1]
 
     async def events(self) -> AsyncIterator[dict]:
         """Parsed SSE events of this session, until it closes."""
         assert self.http is not None
-        async with self.http.get(f"{self.base_url}/sessions/{self.session_id}/events",
+        async with self.http.get(f"{self.base_url}{self.stream_path}/events",
                                  timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
             data = []
             async for raw in resp.content:

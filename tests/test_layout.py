@@ -29,6 +29,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # live.http: the HTTP pieces the server and the studio share (errors, guard, body, upload, sse).
     # It sits below both, so it may import neither, nor anything that computes.
     "live.http": ("live.server", "live.rtc", "live.worker", "live.engine", "studio", "models", "tts"),
+    # live.broadcast: RTMP outputs fed already-encoded frames; of the project it needs only models.audio.
+    "live.broadcast": ("live.server", "live.worker", "live.rtc", "live.engine", "studio", "tts",
+                       "models.mouth", "models.avatar", "models.render", "models.training"),
     # The studio is mounted on the live server's app but never imports the server: what they share
     # lives in live.http.
     "studio": ("live.server", "live.rtc", "live.worker"),

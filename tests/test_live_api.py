@@ -38,11 +38,13 @@ async def test_health_voices_and_page(live_server):
         async with http.get(live_server.url + "/") as resp:
             page = await resp.text()
             assert resp.status == 200
-        for asset in ("app.js", "style.css", "studio.js", "studio.css"):
+        for asset in ("app.js", "style.css", "studio.js", "studio.css", "i18n.js", "console.js", "whep.js"):
             assert f"/static/{asset}" in page
             async with http.get(f"{live_server.url}/static/{asset}") as resp:
                 assert resp.status == 200, asset
-    assert 'id="studio-root"' in page and "Live" in page and "Studio" in page
+    # The words come from web/i18n.js (both languages); the page has the three views' anchors.
+    assert all(f'id="{v}"' in page for v in ("live-view", "onair-view", "studio-root"))
+    assert 'data-i18n="tab.live"' in page and 'data-i18n="tab.studio"' in page
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ async def test_page_connects_plays_moving_video_and_speaks(live_server, tmp_path
     track = speech_with_gaps(("Front_Center", "Rear_Left"), gaps=(0.6,), lead=0.3, tail=0.3)
     wav = write_wav(tmp_path / "mic.wav", np.tile(track.audio, 3), 16_000)
     async with Chromium.launch(fake_audio=wav) as browser:
-        page = await browser.open(live_server.url + "/")
+        page = await browser.open(live_server.url + "/?lang=en")
         await page.wait_for("document.readyState === 'complete' && !!window.lipstream")
         # The voice list is filled from /voices; the Studio tab is hosted by the page.
         await page.wait_for("document.querySelectorAll('#voice-select option').length > 2")
@@ -43,7 +43,7 @@ async def test_page_connects_plays_moving_video_and_speaks(live_server, tmp_path
         # Text through the page: the event log shows the speech start.
         await page.evaluate("document.getElementById('say-text').value = 'Hello from the browser test.'")
         await page.evaluate("document.getElementById('say').click()")
-        await page.wait_for("document.getElementById('event-log').textContent.includes('speech_start')", timeout=30)
+        await page.wait_for("!!document.querySelector('#event-log [data-kind=\"speech_start\"]')", timeout=30)
         await page.wait_for("document.getElementById('stat-fps').textContent !== '–'", timeout=10)
         await asyncio.sleep(1.5)
 
@@ -70,7 +70,7 @@ async def test_page_shows_the_delay_in_plain_words_and_lowers_the_jitter_buffer(
     track = speech_with_gaps(("Front_Center", "Rear_Left"), gaps=(0.6,), lead=0.3, tail=0.3)
     wav = write_wav(tmp_path / "mic.wav", np.tile(track.audio, 3), 16_000)
     async with Chromium.launch(fake_audio=wav) as browser:
-        page = await browser.open(live_server.url + "/")
+        page = await browser.open(live_server.url + "/?lang=en")
         await page.wait_for("document.readyState === 'complete' && !!window.lipstream && !!window.lipstreamDelay")
         await page.evaluate("document.getElementById('mic-toggle').checked = true")
         await page.evaluate("document.getElementById('connect').click()")
@@ -113,7 +113,7 @@ async def test_the_page_works_with_a_token_taken_once_from_its_link(make_server,
     track = speech_with_gaps(("Front_Center",), gaps=(), lead=0.3, tail=0.3)
     wav = write_wav(tmp_path / "mic.wav", np.tile(track.audio, 3), 16_000)
     async with Chromium.launch(fake_audio=wav) as browser:
-        page = await browser.open(f"{server.url}/#token={token}")
+        page = await browser.open(f"{server.url}/?lang=en#token={token}")
         await page.wait_for("document.readyState === 'complete' && !!window.lipstream")
         assert "token" not in await page.evaluate("window.location.href")
         # Without the header the API refuses; the page's own calls carry it.
@@ -125,7 +125,7 @@ async def test_the_page_works_with_a_token_taken_once_from_its_link(make_server,
         await page.wait_for("document.getElementById('avatar-video').currentTime > 0.5", timeout=30)
         await page.evaluate("document.getElementById('say-text').value = 'The token works.'")
         await page.evaluate("document.getElementById('say').click()")
-        await page.wait_for("document.getElementById('event-log').textContent.includes('speech_start')", timeout=30)
+        await page.wait_for("!!document.querySelector('#event-log [data-kind=\"speech_start\"]')", timeout=30)
         count = await page.evaluate(
             f"fetch('/sessions', {{headers: {{Authorization: 'Bearer {token}'}}}}).then(r => r.json())"
             ".then(s => s.count)")
@@ -135,7 +135,7 @@ async def test_the_page_works_with_a_token_taken_once_from_its_link(make_server,
 
 async def test_the_live_view_fits_a_phone_without_horizontal_scrolling(live_server):
     async with Chromium.launch() as browser:
-        page = await browser.open(live_server.url + "/")
+        page = await browser.open(live_server.url + "/?lang=en")
         await page.send("Emulation.setDeviceMetricsOverride",
                         {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": False})
         await page.wait_for("document.readyState === 'complete' && !!window.lipstream")

@@ -32,7 +32,7 @@ async def test_studio_page_runs_a_batch_and_downloads_the_zip(server, tmp_path):
     downloads.mkdir()
     async with Chromium.launch() as browser:
         saved = await browser.allow_downloads(downloads)
-        page = await browser.open(server.url + "/")
+        page = await browser.open(server.url + "/?lang=en")
         await page.wait_for("document.readyState === 'complete' && !!document.querySelector('#st-start')",
                             timeout=30)
 

@@ -28,8 +28,11 @@ from live.worker.protocol import (
     Interrupted,
     MicAudio,
     Ready,
+    KeyframeRequest,
     RenderRequest,
+    SetVariants,
     Stop,
+    VideoVariant,
     WorkerError,
     WorkerSpec,
 )
@@ -98,9 +101,10 @@ def test_frames_behind_the_clock_are_answered_at_once_in_order_and_catch_up_fram
     assert [f.index for f in frames] == list(range(len(draw)))
     assert [f.has_image for f in frames] == draw
     for f, d in zip(frames, draw):
-        assert bool(f.video) == d, "a catch-up frame must not carry a picture, a drawn one must"
+        assert bool(f.pictures and f.pictures[0].data) == d, "a catch-up frame must not carry a picture, a drawn one must"
         assert len(f.audio_packets) == 2, "every frame carries its 40 ms of sound, drawn or not"
-    assert frames[0].keyframe and not frames[2].keyframe
+        assert len(f.pcm) == 2 * 640, "every frame carries its 640 samples of PCM for outputs that encode their own"
+    assert frames[0].pictures[0].keyframe and not frames[2].pictures[0].keyframe
     # The engine is at frame 6: a request for any other frame is an error, not a wrong frame.
     worker.send(RenderRequest(9, past, past, epoch=0))
     assert isinstance(worker.reply(), WorkerError)
@@ -152,3 +156,64 @@ def test_a_frame_waits_for_late_mic_audio_but_not_past_its_deadline(worker):
     answered = time.monotonic()
     assert answered >= deadline, f"did not wait for the mic: answered {deadline - answered:.3f} s early"
     assert frame.padded == worker.need(3) - worker.need(2) and frame.underruns == 1
+
+
+def test_each_variant_is_encoded_once_per_frame_and_a_new_one_starts_with_a_keyframe(worker):
+    """A channel's viewers share encodings: one per (codec, background), added and removed as they come."""
+    past = time.monotonic() - 10.0
+    vp8, h264 = VideoVariant("vp8"), VideoVariant("h264")
+    worker.send(RenderRequest(0, past, past, epoch=0))
+    worker.send(RenderRequest(1, past, past, epoch=0))
+    first = [worker.frame(), worker.frame()]
+    assert [tuple(p.variant for p in f.pictures) for f in first] == [(vp8,), (vp8,)]
+
+    worker.send(SetVariants((vp8, h264)))
+    worker.send(RenderRequest(2, past, past, epoch=0))
+    both = worker.frame()
+    assert {p.variant for p in both.pictures} == {vp8, h264}
+    assert both.picture(h264).keyframe and not both.picture(vp8).keyframe, "only the new encoding starts afresh"
+    assert both.picture(h264).data[:4] == b"\x00\x00\x00\x01", "H.264 comes as Annex-B (RTMP and RTP both take it)"
+
+    worker.send(KeyframeRequest(h264))       # a new H.264 viewer: only that encoding restarts
+    worker.send(RenderRequest(3, past, past, epoch=0))
+    f3 = worker.frame()
+    assert f3.picture(h264).keyframe and not f3.picture(vp8).keyframe
+
+    worker.send(SetVariants((h264,)))        # the last VP8 viewer left
+    worker.send(RenderRequest(4, past, past, epoch=0))
+    f4 = worker.frame()
+    assert [p.variant for p in f4.pictures] == [h264] and not f4.pictures[0].keyframe
+
+
+def test_a_keyed_variant_puts_the_avatar_on_the_key_colour_once_its_matte_is_ready(worker):
+    import av
+
+    past = time.monotonic() - 10.0
+    plain, green = VideoVariant("h264"), VideoVariant("h264", "#00b140")
+    worker.send(SetVariants((plain, green)))
+    worker.send(RenderRequest(0, past, past, epoch=0))
+    worker.frame()
+    keyer = worker.loop.encoders.keyer
+    deadline = time.monotonic() + 60
+    while not keyer.ready:      # the matte is computed in a thread: the stream never waits for it
+        assert keyer.failed is None, keyer.failed
+        assert time.monotonic() < deadline, "the matte was not ready in 60 s"
+        time.sleep(0.1)
+    worker.send(KeyframeRequest())
+    worker.send(RenderRequest(1, past, past, epoch=0))
+    frame = worker.frame()
+
+    def decode(variant: VideoVariant) -> np.ndarray:
+        codec = av.CodecContext.create("h264", "r")
+        pictures = codec.decode(av.Packet(frame.picture(variant).data))
+        return pictures[0].to_ndarray(format="bgr24").astype(int)
+
+    keyed, original = decode(green), decode(plain)
+    h, w = keyed.shape[:2]
+    corner = keyed[: h // 10, : w // 10].reshape(-1, 3).mean(axis=0)
+    assert np.abs(corner - (0x40, 0xB1, 0x00)).max() < 20, f"the background is not the key colour: {corner}"
+    alpha = keyer._matte.alpha(worker.loop.session.compositor.source_index(1))
+    person, background = alpha == 255, alpha == 0
+    assert person.mean() > 0.2 and background.mean() > 0.2
+    assert np.abs(keyed[person] - original[person]).mean() < 6, "the person must not be keyed"
+    assert np.abs(keyed[background] - (0x40, 0xB1, 0x00)).mean() < 12, "the background must be the key colour"

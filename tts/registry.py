@@ -7,7 +7,8 @@ A voice is named ``engine:voice``, in the live API and the studio alike:
   and listed when the registry is made (``ServerConfig.piper_voice_files``);
 * ``espeak:<language>[+<variant>]`` -- espeak-ng: ``espeak:cmn``, ``espeak:es``,
   ``espeak:de+f2`` (``tts.espeak.voices()`` and ``variants()``);
-* engines a server adds by name (``http:default``, the live server's HTTP TTS).
+* ``openai:<voice>`` -- a voice of the operator's OpenAI-compatible TTS server
+  (``tts.openai_tts``; any well-formed name: that server decides which exist).
 
 The studio's old spelling ``engine/voice`` (``piper/joe``) is read as an alias of
 ``engine:voice``.  Either way a name is only ever looked up in the registry's own
@@ -19,14 +20,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from tts import espeak, piper_voice
 from tts.alignment import EngineUnavailable, SpeechError
+from tts.normalize import normalize, speech_language
 from tts.piper_voice import PiperFiles
 
 MAX_VOICE_CHARS = 64
@@ -60,14 +63,34 @@ class VoiceInfo:
     default: bool = False
 
 
+class RemoteEngine(Protocol):
+    """An engine synthesised elsewhere (``tts.openai_tts.OpenAiTts``): its voices, its checks, its audio."""
+
+    engine: str
+
+    def listed_voices(self) -> Sequence[str]: ...
+
+    def check_voice(self, name: str) -> str: ...          # SpeechError for a malformed name
+
+    def synthesize(self, text: str, voice: str) -> np.ndarray: ...     # blocking, from a worker thread
+
+    def stream(self, text: str, voice: str) -> AsyncIterator[np.ndarray]: ...   # on the event loop
+
+    async def discover(self) -> Sequence[str]: ...        # ask the server for its voices (listed after)
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Voice:
     """A voice the registry resolved: only ``VoiceRegistry.resolve`` makes these."""
 
     id: str
     engine: str
-    name: str                       # the engine's own name: "joe", "en-us+f3", "default"
+    name: str                       # the engine's own name: "joe", "en-us+f3", "alloy"
     piper: PiperFiles | None = None
+    language: str = ""              # "en", "cmn" ...; "" = unknown (judged from the text)
+    remote: RemoteEngine | None = None
 
 
 def guess_voice(text: str) -> str:
@@ -87,29 +110,29 @@ def shown(name: str) -> str:
 class _Catalog:
     piper: dict[str, PiperFiles]
     espeak: tuple[str, ...]
-    extra: dict[str, tuple[str, ...]]
+    remote: dict[str, RemoteEngine]
 
     def engines(self) -> list[str]:
-        return [e for e, present in (("piper", self.piper), ("espeak", self.espeak)) if present] + list(self.extra)
+        return [e for e, present in (("piper", self.piper), ("espeak", self.espeak)) if present] + list(self.remote)
 
 
 class VoiceRegistry:
     """The voices this process can speak with, and the parser of voice names.
 
     ``piper_files``: the operator's own piper models (``<stem>.onnx`` with
-    ``<stem>.onnx.json`` beside it), offered as ``piper:<stem>``.  ``extra``:
-    engines synthesised elsewhere (engine -> voice names), listed and resolved
-    here so every voice name goes through one parser.  The engines are looked
-    up on first use (importing piper takes a second).
+    ``<stem>.onnx.json`` beside it), offered as ``piper:<stem>``.  ``remote``:
+    engines synthesised elsewhere (an OpenAI-compatible server), listed and
+    resolved here so every voice name goes through one parser.  The engines are
+    looked up on first use (importing piper takes a second).
     """
 
-    def __init__(self, piper_files: Sequence[Path] = (), extra: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(self, piper_files: Sequence[Path] = (), remote: Sequence[RemoteEngine] = ()) -> None:
         self._own = {Path(p).stem: PiperFiles.from_model(Path(p).stem, Path(p)) for p in piper_files}
         if piper_voice.DEFAULT_VOICE in self._own:
             raise ValueError(f"a piper voice file may not be named {piper_voice.DEFAULT_VOICE!r} (the built-in voice)")
-        self._extra = {engine: tuple(names) for engine, names in (extra or {}).items()}
-        if {"piper", "espeak"} & set(self._extra):
-            raise ValueError("extra engines may not be named piper or espeak")
+        self._remote = {r.engine: r for r in remote}
+        if {"piper", "espeak"} & set(self._remote) or len(self._remote) != len(remote):
+            raise ValueError("remote engines need distinct names other than piper and espeak")
         self._catalog: _Catalog | None = None
         self._lock = threading.Lock()
 
@@ -120,7 +143,7 @@ class VoiceRegistry:
                 if piper_voice.available():
                     piper = {piper_voice.DEFAULT_VOICE: piper_voice.builtin_files(), **self._own}
                 languages = espeak.voices() if espeak.available() else ()
-                self._catalog = _Catalog(piper, languages, self._extra)
+                self._catalog = _Catalog(piper, languages, self._remote)
             return self._catalog
 
     def voices(self) -> list[VoiceInfo]:
@@ -130,7 +153,8 @@ class VoiceRegistry:
                          f"{n} (piper, {'English' if n == piper_voice.DEFAULT_VOICE else 'own voice file'})")
                for n in c.piper]
         out += [VoiceInfo(f"espeak:{v}", "espeak", v, v, f"{v} (espeak-ng)") for v in c.espeak]
-        out += [VoiceInfo(f"{e}:{v}", e, v, "", f"{v} ({e} TTS)") for e, names in c.extra.items() for v in names]
+        out += [VoiceInfo(f"{e}:{v}", e, v, "", f"{v} ({e}-compatible TTS)")
+                for e, r in c.remote.items() for v in r.listed_voices()]
         return [VoiceInfo(**{**v.__dict__, "default": v.id == default}) for v in out]
 
     def default_id(self) -> str | None:
@@ -172,25 +196,35 @@ class VoiceRegistry:
             files = c.piper.get(voice)
             if files is None:
                 raise unknown
-            return Voice(f"piper:{voice}", "piper", voice, files)
+            return Voice(f"piper:{voice}", "piper", voice, files, "en" if voice == piper_voice.DEFAULT_VOICE else "")
         if engine == "espeak" and c.espeak:
             try:
                 canonical = espeak.check_voice(voice)
             except SpeechError:
                 raise unknown from None
-            return Voice(f"espeak:{canonical}", "espeak", canonical)
-        if engine in c.extra:
-            if voice not in c.extra[engine]:
-                raise unknown
-            return Voice(f"{engine}:{voice}", engine, voice)
+            return Voice(f"espeak:{canonical}", "espeak", canonical, language=canonical.split("+")[0])
+        if engine in c.remote:
+            try:
+                voice = c.remote[engine].check_voice(voice)
+            except SpeechError as e:
+                raise VoiceError(f"{e}; {SYNTAX}") from None
+            return Voice(f"{engine}:{voice}", engine, voice, remote=c.remote[engine])
         raise VoiceError(f"unknown TTS engine {shown(engine)}; available: {', '.join(c.engines()) or 'none'}")
 
 
+def speech_text(voice: Voice, text: str) -> str:
+    """``text`` as ``voice`` should be given it: numbers, money and dates written out in its language."""
+    return normalize(text, speech_language(voice.language, text))
+
+
 def synthesize(voice: Voice, text: str, threads: int | None = 1) -> np.ndarray:
-    """Blocking: ``text`` spoken by a resolved piper or espeak voice, 16 kHz mono float32.
+    """Blocking: ``text`` spoken by a resolved voice, 16 kHz mono float32 (numbers read out first).
 
     ``threads``: piper's ONNX threads (see ``piper_voice.load_voice``).
     """
+    text = speech_text(voice, text)
+    if voice.remote is not None:
+        return voice.remote.synthesize(text, voice.name)
     if voice.engine == "piper" and voice.piper is not None:
         return piper_voice.synthesize(text, voice.piper, threads=threads)
     if voice.engine == "espeak":
@@ -200,5 +234,7 @@ def synthesize(voice: Voice, text: str, threads: int | None = 1) -> np.ndarray:
 
 def warm_up(voice: Voice, threads: int | None = 1) -> None:
     """Load a voice and run it once now (piper: a second or two) instead of on its first use."""
+    for language in ("en", "zh"):
+        normalize("1", language)   # num2words and cn2an load their tables on first use (~0.15 s)
     if voice.engine == "piper" and voice.piper is not None:
         piper_voice.synthesize("Hi.", voice.piper, threads=threads)

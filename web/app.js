@@ -5,6 +5,8 @@
 "use strict";
 
 (() => {
+  const I = window.lipstreamI18n;
+  const { t } = I;
   const $ = (id) => document.getElementById(id);
   const state = {
     pc: null,
@@ -21,6 +23,14 @@
     delay: null,           // the latest DelayMeter figures and the total, for the page and the benchmark
   };
   window.lipstream = state; // for debugging and the browser test
+
+  // ---- fullscreen (the Live and On-air stages) -----------------------------------
+  window.lipstreamFullscreen = (stage) => {
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    else if (stage.requestFullscreen) stage.requestFullscreen().catch(() => {});
+    else stage.querySelector("video")?.webkitEnterFullscreen?.();   // iOS Safari: the video alone
+  };
+  $("live-fullscreen").addEventListener("click", () => window.lipstreamFullscreen($("live-stage")));
 
   // ---- tabs -------------------------------------------------------------------
   for (const tab of document.querySelectorAll(".tabs button")) {
@@ -46,7 +56,7 @@
     try { data = await resp.json(); } catch (e) { /* empty body */ }
     if (resp.status === 401) {
       window.lipstreamAuth.forget();
-      throw new Error("this server needs its token: open the link with #token=… that it printed at start-up");
+      throw new Error(t("common.needs_token"));
     }
     if (!resp.ok) throw new Error(data.error || `${resp.status} ${resp.statusText}`);
     return data;
@@ -57,9 +67,10 @@
     $("status").className = `status ${kind}`;
   }
 
-  function logEvent(text) {
+  function logEvent(text, kind = "") {
     const li = document.createElement("li");
-    li.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
+    li.dataset.kind = kind;
+    li.textContent = `${I.time(new Date())}  ${text}`;
     $("event-log").prepend(li);
     while ($("event-log").children.length > 30) $("event-log").lastChild.remove();
   }
@@ -89,7 +100,7 @@
 
   async function connect() {
     setConnected(true);
-    setStatus("connecting…");
+    setStatus(t("status.connecting"));
     try {
       const health = await api("GET", "/health");
       const pc = new RTCPeerConnection({ iceServers: health.ice_servers || [] });
@@ -103,9 +114,9 @@
       });
       pc.addEventListener("connectionstatechange", () => {
         const s = pc.connectionState;
-        if (s === "connected") setStatus("live", "ok");
-        else if (s === "failed" || s === "closed") { setStatus(`connection ${s}`, "bad"); disconnect(false); }
-        else setStatus(s);
+        if (s === "connected") setStatus(t("status.live"), "ok");
+        else if (s === "failed" || s === "closed") { setStatus(t("status.lost"), "bad"); disconnect(false); }
+        else setStatus(t("status.connecting"));
       });
       pc.addTransceiver("video", { direction: "recvonly" });
       const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
@@ -124,9 +135,9 @@
       listen(answer.session_id);
       state.delayMeter = new window.lipstreamDelay.DelayMeter(pc);
       state.statsTimer = setInterval(receivedStats, 1000);
-      logEvent(`session ${answer.session_id}`);
+      logEvent(t("event.session", { id: answer.session_id }), "session");
     } catch (err) {
-      setStatus(`error: ${err.message}`, "bad");
+      setStatus(t("status.error", { reason: err.message }), "bad");
       await disconnect(false);
     }
   }
@@ -145,7 +156,7 @@
       try { await api("DELETE", `/sessions/${id}`); } catch (e) { /* already gone */ }
     }
     setConnected(false);
-    if (tellServer) setStatus("not connected");
+    if (tellServer) setStatus(t("status.not_connected"));
   }
 
   // ---- microphone -------------------------------------------------------------
@@ -157,10 +168,10 @@
       });
       state.micTrack = media.getAudioTracks()[0];
       await state.audioSender.replaceTrack(state.micTrack);
-      logEvent("microphone on");
+      logEvent(t("event.mic_on"), "mic");
     } catch (err) {
       $("mic-toggle").checked = false;
-      logEvent(`microphone unavailable: ${err.message}`);
+      logEvent(t("ptt.unavailable", { reason: err.message }), "mic");
     }
   }
 
@@ -169,7 +180,7 @@
     if (state.audioSender) state.audioSender.replaceTrack(null).catch(() => {});
     state.micTrack.stop();
     state.micTrack = null;
-    logEvent("microphone off");
+    logEvent(t("event.mic_off"), "mic");
   }
 
   $("mic-toggle").addEventListener("change", (ev) => {
@@ -185,24 +196,25 @@
     for (const kind of ["speech_start", "speech_end", "speech_cancelled", "error", "closed"]) {
       es.addEventListener(kind, (ev) => {
         const d = JSON.parse(ev.data);
-        let text = kind;
-        if (d.text) text += `: “${d.text.slice(0, 60)}”`;
-        if (d.latency_ms !== undefined) text += ` (${Math.round(d.latency_ms)} ms after the request)`;
-        if (d.interrupted) text += " (interrupted)";
-        if (d.message) text += `: ${d.message}`;
-        if (d.reason) text += `: ${d.reason}`;
-        logEvent(text);
+        let text = t(`event.${kind}`);
+        if (d.text) text += t("event.quote", { text: d.text.slice(0, 60) });
+        if (d.latency_ms !== undefined) text += t("event.after_request", { ms: I.number(Math.round(d.latency_ms)) });
+        if (d.interrupted) text += t("event.interrupted");
+        if (d.message) text += t("event.detail", { text: d.message });
+        if (d.reason) text += t("event.detail", { text: d.reason });
+        logEvent(text, kind);
         if (kind === "closed") disconnect(false);
       });
     }
   }
 
   function showStats(s) {
-    $("stat-fps").textContent = s.fps.toFixed(1);
+    $("stat-fps").textContent = I.number(s.fps, 1);
     const lat = s.latency_ms || {};
-    $("stat-latency").textContent = lat.p50 == null ? "– (no mic audio)" : `${Math.round(lat.p50)} / ${Math.round(lat.p95)} ms`;
-    $("stat-buffered").textContent = `${Math.round(s.buffered_s * 1000)} ms`;
-    $("stat-speaking").textContent = s.speaking ? "yes" : "no";
+    $("stat-latency").textContent = lat.p50 == null ? t("stats.no_mic")
+      : t("stats.p50_p95", { p50: I.ms(lat.p50), p95: I.ms(lat.p95) });
+    $("stat-buffered").textContent = I.ms(s.buffered_s * 1000);
+    $("stat-speaking").textContent = t(s.speaking ? "common.yes" : "common.no");
     state.serverLatencyMs = lat.p50 ?? null;
   }
 
@@ -227,10 +239,11 @@
     state.delay = { ...s, serverMs: withMic ? state.serverLatencyMs : null, totalMs: total };
     $("delay-words").textContent = window.lipstreamDelay.words(total, withMic);
     if (s.audioJitterMs !== null) {
-      const concealed = s.concealedRatio === null ? "" : `, ${(100 * s.concealedRatio).toFixed(1)} % concealed`;
-      $("stat-browser").textContent = `${Math.round(s.audioJitterMs + (s.playoutMs ?? 0))} ms${concealed}`;
+      const buffer = I.ms(s.audioJitterMs + (s.playoutMs ?? 0));
+      $("stat-browser").textContent = s.concealedRatio === null ? buffer
+        : t("stats.concealed", { buffer, pct: I.number(100 * s.concealedRatio, 1) });
     }
-    if (s.rttMs !== null) $("stat-rtt").textContent = `${Math.round(s.rttMs)} ms`;
+    if (s.rttMs !== null) $("stat-rtt").textContent = I.ms(s.rttMs);
   }
 
   function receivedStats() {
@@ -241,7 +254,7 @@
     const now = performance.now();
     if (state.lastFrames) {
       const fps = ((q.totalVideoFrames - state.lastFrames.n) * 1000) / (now - state.lastFrames.t);
-      $("stat-rx-fps").textContent = fps.toFixed(1);
+      $("stat-rx-fps").textContent = I.number(fps, 1);
     }
     state.lastFrames = { n: q.totalVideoFrames, t: now };
   }
@@ -254,13 +267,13 @@
       const body = { text, interrupt: $("say-interrupt").checked };
       if ($("voice-select").value) body.voice = $("voice-select").value;
       await api("POST", `/sessions/${state.sessionId}/say`, body);
-    } catch (err) { logEvent(`say failed: ${err.message}`); }
+    } catch (err) { logEvent(t("onair.say_failed", { reason: err.message }), "error"); }
   });
 
   $("interrupt").addEventListener("click", async () => {
     if (!state.sessionId) return;
     try { await api("POST", `/sessions/${state.sessionId}/interrupt`); }
-    catch (err) { logEvent(`interrupt failed: ${err.message}`); }
+    catch (err) { logEvent(t("live.interrupt_failed", { reason: err.message }), "error"); }
   });
 
   $("connect").addEventListener("click", connect);
@@ -277,10 +290,10 @@
       for (const v of data.voices) {
         const opt = document.createElement("option");
         opt.value = v.id;
-        opt.textContent = v.label;
+        opt.textContent = I.voiceLabel(v.id) || v.label;
         select.append(opt);
       }
-    } catch (err) { logEvent(`voices: ${err.message}`); }
+    } catch (err) { logEvent(t("onair.voices_failed", { reason: err.message }), "error"); }
   }
 
   async function loadAvatars(selectId) {
@@ -292,43 +305,59 @@
         if ([...select.options].some((o) => o.value === a.avatar_id)) continue;
         const opt = document.createElement("option");
         opt.value = a.avatar_id;
-        opt.textContent = `${a.name} (${a.kind}, ${a.width}×${a.height})`;
+        opt.textContent = t("avatar.option", { name: a.name, kind: t(`avatar.kind_${a.kind}`), w: a.width, h: a.height });
         select.append(opt);
       }
       if (selectId) select.value = selectId;
-    } catch (err) { logEvent(`avatars: ${err.message}`); }
+      setPoster();
+    } catch (err) { logEvent(t("onair.avatars_failed", { reason: err.message }), "error"); }
   }
 
   $("avatar-upload").addEventListener("click", async () => {
     const file = $("avatar-file").files[0];
-    if (!file) { $("avatar-message").textContent = "choose a video or photo first"; return; }
+    if (!file) { $("avatar-message").textContent = t("live.choose_file"); return; }
     const form = new FormData();
     form.append("file", file);
     form.append("name", file.name.replace(/\.[^.]+$/, ""));
     const bar = $("avatar-progress");
     bar.hidden = false;
     bar.value = 0;
-    $("avatar-message").textContent = "uploading…";
+    $("avatar-message").textContent = t("live.uploading");
     try {
       const job = await api("POST", "/avatars", form);
-      $("avatar-message").textContent = "preparing (face tracking every frame)…";
+      $("avatar-message").textContent = t("live.preparing");
       for (;;) {
         await new Promise((r) => setTimeout(r, 500));
         const s = await api("GET", job.progress_url);
         bar.value = s.progress;
         if (s.state === "done") {
-          $("avatar-message").textContent = `ready: ${s.avatar.name}${s.avatar.warnings.length ? " — " + s.avatar.warnings.join("; ") : ""}`;
+          $("avatar-message").textContent = t("live.ready", { name: s.avatar.name })
+            + (s.avatar.warnings.length ? t("event.detail", { text: s.avatar.warnings.join("; ") }) : "");
           await loadAvatars(s.avatar.avatar_id);
           break;
         }
-        if (s.state === "failed") { $("avatar-message").textContent = `failed: ${s.error}`; break; }
+        if (s.state === "failed") { $("avatar-message").textContent = t("live.prep_failed", { reason: s.error }); break; }
       }
     } catch (err) {
-      $("avatar-message").textContent = `upload failed: ${err.message}`;
+      $("avatar-message").textContent = t("live.upload_failed", { reason: err.message });
     }
     bar.hidden = true;
   });
 
+  // The first view is the avatar's picture, not a black box.
+  function setPoster() {
+    const id = $("avatar-select").value || "default";
+    $("avatar-video").poster = window.lipstreamAuth.url(`/avatars/${id}/preview.jpg?size=640`);
+  }
+  $("avatar-select").addEventListener("change", setPoster);
+
+  I.onChange(() => {
+    if (!state.pc) setStatus(t("status.not_connected"));
+    else if (state.pc.connectionState === "connected") setStatus(t("status.live"), "ok");
+  });
+  if (!$("say-text").value) $("say-text").value = t("live.say_default");
+
+  setPoster();
   loadVoices();
   loadAvatars();
 })();

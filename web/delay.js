@@ -88,8 +88,9 @@
 
   function words(ms, withMic) {
     if (ms === null) return "";
-    const seconds = (Math.max(ms, 0) / 1000).toFixed(1);
-    return withMic ? `You are heard ${seconds} s later.` : `The avatar reaches you ${seconds} s after the server sends it.`;
+    const I = window.lipstreamI18n;
+    const s = I.seconds(Math.max(ms, 0) / 1000);
+    return I.t(withMic ? "delay.heard" : "delay.reaches", { s });
   }
 
   class DelayMeter {

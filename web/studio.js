@@ -5,6 +5,9 @@
 
   const root = document.getElementById("studio-root");
   if (!root) return;
+  const I = window.lipstreamI18n;
+  const { t } = I;
+  const tr = (key) => ({ "data-i18n": key });   // a static label, filled (and re-filled) by lipstreamI18n.apply
 
   const state = {
     mode: "batch",          // "single" | "batch"
@@ -31,18 +34,9 @@
     for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
     return node;
   };
-  const bytes = (n) => {
-    const units = ["B", "KB", "MB", "GB", "TB"];
-    let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
-  };
-  const seconds = (s) => {
-    if (s === null || s === undefined) return "–";
-    s = Math.round(s);
-    return s >= 60 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s` : `${s} s`;
-  };
-  const when = (t) => new Date(t * 1000).toLocaleString();
+  const bytes = I.bytes;
+  const seconds = (s) => (s === null || s === undefined ? "–" : I.duration(s));
+  const when = (time) => I.dateTime(new Date(time * 1000));
 
   async function api(method, url, body) {
     const opts = { method, headers: window.lipstreamAuth.headers() };
@@ -71,9 +65,9 @@
         let data = {};
         try { data = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
         if (xhr.status >= 200 && xhr.status < 300) resolve(data);
-        else reject(new Error(data.error || `${file.name}: HTTP ${xhr.status}`));
+        else reject(new Error(data.error || t("studio.http_error", { name: file.name, status: xhr.status })));
       };
-      xhr.onerror = () => reject(new Error(`${file.name}: upload failed (network)`));
+      xhr.onerror = () => reject(new Error(t("studio.network_error", { name: file.name })));
       xhr.send(form);
     });
   }
@@ -88,70 +82,71 @@
   root.append(
     el("section", { class: "st-panel", id: "st-compose" },
       el("div", { class: "st-row st-head" },
-        el("h2", {}, "Studio"),
+        el("h2", tr("tab.studio")),
         el("div", { class: "st-toggle", role: "tablist" },
-          el("button", { id: "st-mode-single", type: "button", onclick: () => setMode("single") }, "Single"),
-          el("button", { id: "st-mode-batch", type: "button", onclick: () => setMode("batch") }, "Batch"))),
-      el("p", { class: "st-hint" }, "One audio drives every video: each video becomes one lip-synced MP4."),
+          el("button", { id: "st-mode-single", type: "button", onclick: () => setMode("single"), ...tr("studio.single") }),
+          el("button", { id: "st-mode-batch", type: "button", onclick: () => setMode("batch"), ...tr("studio.batch") }))),
+      el("p", { class: "st-hint", ...tr("studio.hint") }),
       el("div", { class: "st-grid" },
         el("div", { class: "st-box" },
-          el("h3", {}, "1 · Audio"),
+          el("h3", tr("studio.audio")),
           el("div", { class: "st-toggle" },
-            el("button", { id: "st-src-file", type: "button", onclick: () => setAudioSource("file") }, "Upload file"),
-            el("button", { id: "st-src-text", type: "button", onclick: () => setAudioSource("text") }, "Type text")),
+            el("button", { id: "st-src-file", type: "button", onclick: () => setAudioSource("file"), ...tr("studio.src_file") }),
+            el("button", { id: "st-src-text", type: "button", onclick: () => setAudioSource("text"), ...tr("studio.src_text") })),
           el("div", { id: "st-audio-file" },
             el("label", { class: "st-drop", id: "st-audio-drop" },
               el("input", { type: "file", id: "st-audio-input", accept: "audio/*,video/*" }),
-              el("span", { id: "st-audio-label" }, "Drop an audio file here or click to choose")),
+              el("span", { id: "st-audio-label", ...tr("studio.drop_audio") })),
             el("audio", { id: "st-audio-preview", controls: true, hidden: true })),
           el("div", { id: "st-audio-text", hidden: true },
-            el("textarea", { id: "st-text", rows: 4, placeholder: "Type what the avatars should say…" }),
+            el("textarea", { id: "st-text", rows: 4, "data-i18n-attr": "placeholder:studio.text_placeholder" }),
             el("select", { id: "st-voice" }))),
         el("div", { class: "st-box" },
-          el("h3", {}, "2 · ", el("span", { id: "st-videos-title" }, "Videos")),
+          el("h3", {}, "2 · ", el("span", { id: "st-videos-title" })),
           el("label", { class: "st-drop", id: "st-video-drop" },
             el("input", { type: "file", id: "st-video-input", accept: "video/*,image/*", multiple: true }),
-            el("span", {}, "Drop videos (or photos) here or click to choose")),
+            el("span", tr("studio.drop_videos"))),
           el("ul", { class: "st-list", id: "st-video-list" }),
           el("div", { class: "st-row" },
-            el("span", { id: "st-video-count", class: "st-muted" }, "no videos"),
-            el("button", { type: "button", id: "st-clear", onclick: clearVideos }, "Clear all")))),
+            el("span", { id: "st-video-count", class: "st-muted" }),
+            el("button", { type: "button", id: "st-clear", onclick: clearVideos, ...tr("studio.clear") })))),
       el("div", { class: "st-row" },
-        el("button", { type: "button", id: "st-start", class: "st-primary", onclick: startBatch }, "Start"),
-        el("button", { type: "button", id: "st-cancel", hidden: true, onclick: cancelBatch }, "Cancel batch")),
+        el("button", { type: "button", id: "st-start", class: "st-primary", onclick: startBatch }, t("studio.start")),
+        el("button", { type: "button", id: "st-cancel", hidden: true, onclick: cancelBatch, ...tr("studio.cancel") })),
       el("div", { id: "st-error", class: "st-error", hidden: true })),
     el("section", { class: "st-panel", id: "st-progress", hidden: true },
       el("div", { class: "st-row" },
-        el("h3", { id: "st-progress-title" }, "Progress"),
+        el("h3", { id: "st-progress-title" }, t("studio.progress")),
         el("span", { id: "st-eta", class: "st-muted" })),
       el("progress", { id: "st-overall", max: 1, value: 0 }),
       el("div", { id: "st-current", class: "st-muted" }),
       el("ul", { class: "st-list", id: "st-items" }),
       el("div", { class: "st-row" },
-        el("a", { id: "st-batch-zip", class: "st-button", hidden: true, download: "" }, "Download this batch as ZIP"))),
+        el("a", { id: "st-batch-zip", class: "st-button", hidden: true, download: "", ...tr("studio.batch_zip") }))),
     el("section", { class: "st-panel", id: "st-history" },
       el("div", { class: "st-row" },
-        el("h3", {}, "Results"),
+        el("h3", tr("studio.results")),
         el("span", { id: "st-usage", class: "st-muted" })),
       el("div", { class: "st-row" },
-        el("label", {}, el("input", { type: "checkbox", id: "st-select-all", onchange: selectAll }), " select page"),
-        el("a", { id: "st-zip-selected", class: "st-button", hidden: true, download: "" }, "ZIP selected"),
-        el("button", { type: "button", id: "st-delete-selected", hidden: true, onclick: deleteSelected }, "Delete selected")),
+        el("label", {}, el("input", { type: "checkbox", id: "st-select-all", onchange: selectAll }), " ", el("span", tr("studio.select_page"))),
+        el("a", { id: "st-zip-selected", class: "st-button", hidden: true, download: "" }),
+        el("button", { type: "button", id: "st-delete-selected", hidden: true, onclick: deleteSelected, ...tr("studio.delete_selected") })),
       el("div", { class: "st-results", id: "st-results" }),
       el("div", { class: "st-row st-pager" },
-        el("button", { type: "button", id: "st-prev", onclick: () => loadResults(state.page - 1) }, "‹ Newer"),
+        el("button", { type: "button", id: "st-prev", onclick: () => loadResults(state.page - 1), ...tr("studio.newer") }),
         el("span", { id: "st-page" }),
-        el("button", { type: "button", id: "st-next", onclick: () => loadResults(state.page + 1) }, "Older ›"))),
+        el("button", { type: "button", id: "st-next", onclick: () => loadResults(state.page + 1), ...tr("studio.older") }))),
     el("dialog", { id: "st-player" },
       el("video", { id: "st-player-video", controls: true, playsinline: true }),
       el("div", { class: "st-row" },
         el("span", { id: "st-player-title" }),
-        el("button", { type: "button", onclick: () => closePlayer() }, "Close"))),
+        el("button", { type: "button", onclick: () => closePlayer(), ...tr("common.close") }))),
     el("details", { class: "st-panel", id: "st-logs", ontoggle: loadLogs },
-      el("summary", {}, "Job log"),
+      el("summary", tr("studio.job_log")),
       el("pre", { id: "st-log-lines" }),
-      el("button", { type: "button", onclick: loadLogs }, "Refresh")),
+      el("button", { type: "button", onclick: loadLogs, ...tr("studio.refresh") })),
   );
+  I.apply(root);
 
   // ---------------------------------------------------------------- composing
   function setMode(mode) {
@@ -159,7 +154,7 @@
     $("#st-mode-single").classList.toggle("on", mode === "single");
     $("#st-mode-batch").classList.toggle("on", mode === "batch");
     $("#st-video-input").multiple = mode === "batch";
-    $("#st-videos-title").textContent = mode === "batch" ? "Videos" : "Video";
+    $("#st-videos-title").textContent = t(mode === "batch" ? "studio.videos" : "studio.video");
     if (mode === "single" && state.videos.length > 1) {
       state.videos.slice(1).forEach((v) => URL.revokeObjectURL(v.url));
       state.videos = state.videos.slice(0, 1);
@@ -177,7 +172,7 @@
 
   function tooBig(file) {
     if (file.size > state.config.max_upload_bytes) {
-      showError(`${file.name} is ${bytes(file.size)}; the limit is ${bytes(state.config.max_upload_bytes)}`);
+      showError(t("studio.too_big", { name: file.name, size: bytes(file.size), limit: bytes(state.config.max_upload_bytes) }));
       return true;
     }
     return false;
@@ -187,6 +182,7 @@
     if (!file || tooBig(file)) return;
     showError("");
     state.audioFile = file;
+    $("#st-audio-label").removeAttribute("data-i18n");   // now the file's name, in any language
     $("#st-audio-label").textContent = `${file.name} (${bytes(file.size)})`;
     const player = $("#st-audio-preview");
     if (player.src) URL.revokeObjectURL(player.src);
@@ -230,10 +226,10 @@
       return el("li", { class: "st-video" }, preview,
         el("span", { class: "st-name", title: v.file.name }, v.file.name),
         el("span", { class: "st-muted" }, bytes(v.file.size)),
-        el("button", { type: "button", class: "st-remove", title: "remove", onclick: () => removeVideo(i) }, "✕"));
+        el("button", { type: "button", class: "st-remove", title: t("studio.remove"), "aria-label": t("studio.remove"), onclick: () => removeVideo(i) }, "✕"));
     }));
     const n = state.videos.length;
-    $("#st-video-count").textContent = n ? `${n} video${n > 1 ? "s" : ""}` : "no videos";
+    $("#st-video-count").textContent = n ? t("studio.n_videos", { n }) : t("studio.no_videos");
   }
 
   function wireDrop(zone, onFiles) {
@@ -255,26 +251,26 @@
   async function startBatch() {
     showError("");
     const text = $("#st-text").value.trim();
-    if (state.audioSource === "file" && !state.audioFile) return showError("Choose an audio file first.");
-    if (state.audioSource === "text" && !text) return showError("Type the text to speak first.");
-    if (!state.videos.length) return showError("Add at least one video.");
+    if (state.audioSource === "file" && !state.audioFile) return showError(t("studio.need_audio"));
+    if (state.audioSource === "text" && !text) return showError(t("studio.need_text"));
+    if (!state.videos.length) return showError(t("studio.need_video"));
     const button = $("#st-start");
     button.disabled = true;
     try {
       const name = state.audioSource === "file" ? state.audioFile.name : text.slice(0, 40);
       const batch = await api("POST", "/studio/batches", { name });
       const id = batch.batch.id;
-      button.textContent = "Uploading audio…";
+      button.textContent = t("studio.uploading_audio", { pct: 0 });
       if (state.audioSource === "file") {
         await upload(`/studio/batches/${id}/audio`, state.audioFile,
-          (f) => { button.textContent = `Uploading audio ${Math.round(f * 100)}%`; });
+          (f) => { button.textContent = t("studio.uploading_audio", { pct: Math.round(f * 100) }); });
       } else {
-        button.textContent = "Synthesizing speech…";
+        button.textContent = t("studio.synthesizing");
         await api("POST", `/studio/batches/${id}/tts`, { text, voice: $("#st-voice").value });
       }
       for (const [i, v] of state.videos.entries()) {
         await upload(`/studio/batches/${id}/videos`, v.file, (f) => {
-          button.textContent = `Uploading video ${i + 1}/${state.videos.length} ${Math.round(f * 100)}%`;
+          button.textContent = t("studio.uploading_video", { i: i + 1, n: state.videos.length, pct: Math.round(f * 100) });
         });
       }
       await api("POST", `/studio/batches/${id}/start`);
@@ -284,7 +280,7 @@
       showError(err.message);
     } finally {
       button.disabled = false;
-      button.textContent = "Start";
+      button.textContent = t("studio.start");
     }
   }
 
@@ -318,22 +314,21 @@
     });
   }
 
-  const ITEM_LABEL = { pending: "waiting", queued: "queued", running: "rendering", done: "done",
-                       failed: "failed", cancelled: "cancelled" };
-
+  let lastSnap = null;
   function renderProgress(snap) {
+    lastSnap = snap;
     const b = snap.batch;
-    $("#st-progress-title").textContent = `${b.name} — ${b.status}`;
+    $("#st-progress-title").textContent = t("studio.batch_title", { name: b.name, status: t(`studio.batch_${b.status}`) });
     $("#st-overall").value = snap.progress;
     const c = snap.counts;
-    const eta = snap.eta_s !== null ? ` · about ${seconds(snap.eta_s)} left` : "";
-    $("#st-eta").textContent = `${c.done} done · ${c.failed} failed · ${snap.items.length} total${eta}`;
-    $("#st-current").textContent = snap.current_names.length ? `Now: ${snap.current_names.join(", ")}` : (b.error || "");
+    const eta = snap.eta_s !== null ? t("studio.eta", { time: seconds(snap.eta_s) }) : "";
+    $("#st-eta").textContent = t("studio.counts", { done: c.done, failed: c.failed, total: snap.items.length }) + eta;
+    $("#st-current").textContent = snap.current_names.length ? t("studio.now", { names: snap.current_names.join(", ") }) : (b.error || "");
     $("#st-items").replaceChildren(...snap.items.map((it) =>
       el("li", { class: `st-item st-${it.status}`, "data-item": it.id },
         el("span", { class: "st-name", title: it.video_name }, it.video_name),
         el("progress", { max: 1, value: it.status === "done" ? 1 : it.progress }),
-        el("span", { class: "st-status" }, it.status === "running" && it.stage ? it.stage : ITEM_LABEL[it.status]),
+        el("span", { class: "st-status" }, it.status === "running" && it.stage ? I.tOr(`studio.stage_${it.stage}`, it.stage) : t(`studio.item_${it.status}`)),
         it.error ? el("div", { class: "st-item-error" }, it.error) : "")));
     const terminal = ["finished", "failed", "cancelled"].includes(b.status);
     $("#st-cancel").hidden = terminal;
@@ -358,10 +353,10 @@
   function renderResults(data) {
     const grid = $("#st-results");
     if (!data.results.length) {
-      grid.replaceChildren(el("p", { class: "st-muted" }, "No results yet."));
+      grid.replaceChildren(el("p", { class: "st-muted" }, t("studio.no_results")));
     } else {
       grid.replaceChildren(...data.results.map((r) => el("div", { class: "st-card", "data-result": r.id },
-        el("button", { type: "button", class: "st-thumb", title: "play", onclick: () => play(r) },
+        el("button", { type: "button", class: "st-thumb", title: t("studio.play"), onclick: () => play(r) },
           r.thumb_url ? el("img", { src: window.lipstreamAuth.url(r.thumb_url), alt: r.filename, loading: "lazy" }) : "▶",
           el("span", { class: "st-duration" }, seconds(r.duration))),
         el("div", { class: "st-card-body" },
@@ -371,10 +366,10 @@
           el("div", { class: "st-muted" }, `${r.video_name} × ${r.audio_name}`),
           el("div", { class: "st-muted" }, `${when(r.created_at)} · ${bytes(r.size)} · ${r.width}×${r.height}`),
           el("div", { class: "st-row" },
-            el("a", { href: window.lipstreamAuth.url(r.download_url), download: r.filename, class: "st-button" }, "Download"),
-            el("button", { type: "button", onclick: () => deleteResults([r.id]) }, "Delete"))))));
+            el("a", { href: window.lipstreamAuth.url(r.download_url), download: r.filename, class: "st-button" }, t("studio.download")),
+            el("button", { type: "button", onclick: () => deleteResults([r.id]) }, t("studio.delete")))))));
     }
-    $("#st-page").textContent = `page ${data.page} of ${data.pages} · ${data.total} result${data.total === 1 ? "" : "s"}`;
+    $("#st-page").textContent = t("studio.page", { page: data.page, pages: data.pages, n: data.total });
     $("#st-prev").disabled = data.page <= 1;
     $("#st-next").disabled = data.page >= data.pages;
     $("#st-select-all").checked = false;
@@ -398,12 +393,12 @@
     const zip = $("#st-zip-selected");
     zip.hidden = !ids.length;
     zip.href = window.lipstreamAuth.url(`/studio/zip?ids=${ids.join(",")}`);
-    zip.textContent = `ZIP selected (${ids.length})`;
+    zip.textContent = t("studio.zip_selected", { n: ids.length });
     $("#st-delete-selected").hidden = !ids.length;
   }
 
   async function deleteResults(ids) {
-    if (!confirm(`Delete ${ids.length} result${ids.length > 1 ? "s" : ""}?`)) return;
+    if (!confirm(t("studio.confirm_delete", { n: ids.length }))) return;
     try {
       await api("POST", "/studio/results/delete", { ids });
       ids.forEach((id) => state.selected.delete(id));
@@ -436,11 +431,11 @@
     try {
       const u = await api("GET", "/studio/usage");
       const r = u.retention;
-      const limits = [r.max_results ? `${r.max_results} results` : "", r.max_bytes ? bytes(r.max_bytes) : "",
-                      r.max_age_days ? `${r.max_age_days} days` : ""].filter(Boolean).join(", ");
-      $("#st-usage").textContent = `disk: results ${bytes(u.results_bytes)} · uploads ${bytes(u.uploads_bytes)}`
-        + ` · cache ${bytes(u.cache_bytes)} · free ${bytes(u.free_bytes)}`
-        + (limits ? ` · kept: ${limits}` : "");
+      const limits = [r.max_results ? t("studio.n_results", { n: r.max_results }) : "", r.max_bytes ? bytes(r.max_bytes) : "",
+                      r.max_age_days ? t("studio.n_days", { n: r.max_age_days }) : ""].filter(Boolean).join(", ");
+      $("#st-usage").textContent = t("studio.usage", { results: bytes(u.results_bytes), uploads: bytes(u.uploads_bytes),
+                                                       cache: bytes(u.cache_bytes), free: bytes(u.free_bytes) })
+        + (limits ? t("studio.kept", { limits }) : "");
     } catch (_) { /* usage is informational */ }
   }
 
@@ -448,7 +443,7 @@
     if (!$("#st-logs").open) return;
     try {
       const data = await api("GET", "/studio/logs?lines=80");
-      $("#st-log-lines").textContent = data.lines.join("\n") || "(empty)";
+      $("#st-log-lines").textContent = data.lines.join("\n") || t("studio.log_empty");
     } catch (err) {
       $("#st-log-lines").textContent = err.message;
     }
@@ -458,12 +453,21 @@
     const select = $("#st-voice");
     try {
       const data = await api("GET", "/studio/voices");
-      select.replaceChildren(...data.voices.map((v) => el("option", { value: v.id, selected: v.default }, v.id)));
+      select.replaceChildren(...data.voices.map((v) => el("option", { value: v.id, selected: v.default }, I.voiceLabel(v.id) || v.id)));
       if (!data.voices.length) $("#st-src-text").disabled = true;
     } catch (_) {
       $("#st-src-text").disabled = true;
     }
   }
+
+  I.onChange(() => {
+    setMode(state.mode);
+    updateSelection();
+    if (lastSnap) renderProgress(lastSnap);
+    if (!$("#st-start").disabled) $("#st-start").textContent = t("studio.start");
+    if (state.audioFile) $("#st-audio-label").textContent = `${state.audioFile.name} (${bytes(state.audioFile.size)})`;
+    loadResults();
+  });
 
   async function init() {
     setMode("batch");

@@ -29,6 +29,10 @@ class Compositor:
         order = self.avatar.loop_order
         return int(order[frame % len(order)])
 
+    def source_index(self, frame: int) -> int:
+        """The avatar frame output frame ``frame`` is drawn on (for its alpha matte)."""
+        return self.loop_index(frame)
+
     def compose(self, frame: int, shape: MouthShape) -> np.ndarray:
         return self.renderer.render(self.loop_index(frame), shape)
 

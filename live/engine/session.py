@@ -46,6 +46,10 @@ class RenderedFrame:
     audio: np.ndarray        # int16 mono 16 kHz: the samples to play while this frame shows
     shape: MouthShape
     speaking: bool
+    # The avatar frame the image was drawn on (Compositor.source_index): its alpha matte
+    # (models.avatar.matte) keys this image.  A repeated picture (draw=False) keeps the
+    # source of the picture it repeats.  -1: not drawn from an avatar frame.
+    source_index: int = -1
 
 
 class BufferFullError(RuntimeError):
@@ -64,6 +68,7 @@ class LipSyncSession:
         self._ended = False            # offline: no more audio will come
         self._audio_end = 0            # end of the pushed audio; padding lies beyond it
         self._last_image: np.ndarray | None = None   # repeated by next_frame(draw=False)
+        self._last_source = -1                       # the avatar frame _last_image was drawn on
 
     # -- audio in ---------------------------------------------------------------
 
@@ -135,10 +140,11 @@ class LipSyncSession:
         audio = float_to_int16(self._ring.read(start, end - start))
         if draw or self._last_image is None:
             self._last_image = self.compositor.compose(i, shape)
+            self._last_source = self.compositor.source_index(i)
         image = self._last_image
         self._next += 1
         self._ring.drop_until(start - _HISTORY_SAMPLES)
-        return RenderedFrame(i, image, audio, shape, shape.speech)
+        return RenderedFrame(i, image, audio, shape, shape.speech, self._last_source)
 
     def _pad_to(self, n_samples: int) -> None:
         gap = n_samples - self._ring.end

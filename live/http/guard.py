@@ -3,8 +3,10 @@
 Every route is one of three kinds, marked on its handler with :func:`access`:
 
 * ``public``  -- the page, its static assets and ``/health``: anyone.
-* ``viewer``  -- watching a stream.  Today the same as ``control``; this is the
-  hook where a per-stream view key will be accepted instead of the token.
+* ``viewer``  -- watching a channel (WHEP, the broadcast page).  The token
+  grants it, and so does the channel's own view key (``?key=`` or
+  ``Authorization: Bearer <key>``), which a foreign-origin player may use too;
+  the handler asks :func:`viewer_rights` which of the two it got.
 * ``control`` -- everything else (the default for an unmarked handler).
 
 With a token in force (always when bound to a non-loopback address), a
@@ -73,6 +75,23 @@ class AccessPolicy:
 
 
 ACCESS: web.AppKey[AccessPolicy] = web.AppKey("lipstream_access", AccessPolicy)
+_OPERATOR: web.RequestKey[bool] = web.RequestKey("lipstream_operator", bool)   # a viewer route called with control rights
+
+
+def viewer_rights(request: web.Request, view_key: str) -> bool:
+    """For a ``viewer`` route: True for the operator (token, or an open loopback server, same
+    origin), False for a viewer holding ``view_key``; anyone else gets 401/403."""
+    if request.get(_OPERATOR):
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    given = value.strip() if scheme.lower() == "bearer" and value.strip() else request.query.get("key")
+    if given is not None and _authorized(given, view_key):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is not None and not _same_origin(origin, request.host):
+        raise ApiError("a cross-origin player needs the channel's view key (?key=)", status=403)
+    raise ApiError("a token or the channel's view key (?key=) is required", status=401)
 
 
 def is_loopback(host: str) -> bool:
@@ -154,18 +173,28 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
     if route is None or route.level == PUBLIC:
         return await handler(request)
     origin = request.headers.get("Origin")
+    if route.level == VIEWER:
+        foreign = origin is not None and not _same_origin(origin, request.host)
+        request[_OPERATOR] = not foreign and (policy.token is None or _authorized(_bearer(request, route), policy.token))
+        if request.method in STATE_CHANGING and request.body_exists:
+            _check_body_type(request)
+        return await handler(request)
     if origin is not None and not _same_origin(origin, request.host):
         raise ApiError(f"cross-origin requests are not allowed (Origin {origin[:100]!r})", status=403)
     if policy.token is not None and not _authorized(_bearer(request, route), policy.token):
         return web.json_response({"error": "a token is required: send Authorization: Bearer <token>"},
                                  status=401, headers={"WWW-Authenticate": 'Bearer realm="lipstream"'})
     if request.method in STATE_CHANGING and request.body_exists:
-        # aiohttp reads a missing Content-Type as application/octet-stream; a browser can send that cross-origin.
-        ctype = request.content_type if "Content-Type" in request.headers else ""
-        if ctype not in _BODY_TYPES and not ctype.startswith(_BODY_FAMILIES):
-            raise ApiError(f"unsupported Content-Type {ctype!r}: send application/json, multipart/form-data "
-                           "or an audio/video file", status=415)
+        _check_body_type(request)
     return await handler(request)
+
+
+def _check_body_type(request: web.Request) -> None:
+    # aiohttp reads a missing Content-Type as application/octet-stream; a browser can send that cross-origin.
+    ctype = request.content_type if "Content-Type" in request.headers else ""
+    if ctype not in _BODY_TYPES and not ctype.startswith(_BODY_FAMILIES):
+        raise ApiError(f"unsupported Content-Type {ctype!r}: send application/json, multipart/form-data "
+                       "or an audio/video file", status=415)
 
 
 class QuietAccessLogger(AbstractAccessLogger):

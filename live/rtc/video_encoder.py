@@ -35,15 +35,29 @@ def default_bitrate(width: int, height: int) -> int:
 
 
 class VideoEncoder:
-    def __init__(self, codec: str, width: int, height: int, fps: float, bitrate: int | None = None) -> None:
+    def __init__(
+        self,
+        codec: str,
+        width: int,
+        height: int,
+        fps: float,
+        bitrate: int | None = None,
+        keyframe_s: float = 10.0,
+        constant_bitrate: bool = False,
+    ) -> None:
         self.codec_name = codec.lower()
         if self.codec_name not in ("vp8", "h264"):
             raise ValueError(f"unsupported video codec {codec!r} (vp8 or h264)")
         self.width, self.height, self.fps = width, height, fps
+        self.keyframe_s = keyframe_s
+        # Broadcast: ingest servers and players budget for a steady rate; a talking head
+        # idling at 50 kbps and bursting at speech confuses their bandwidth estimates.
+        self.constant_bitrate = constant_bitrate
         self.ceiling = bitrate or default_bitrate(width, height)
         self.bitrate = self.ceiling
         self._ctx: av.VideoCodecContext | None = None
         self._force_keyframe = True
+        self.last_was_keyframe = False   # what the encoder made of the last frame (a forced or a periodic keyframe)
 
     def request_keyframe(self) -> None:
         self._force_keyframe = True
@@ -70,7 +84,9 @@ class VideoEncoder:
         if self._force_keyframe:
             frame.pict_type = av.video.frame.PictureType.I
             self._force_keyframe = False
-        return b"".join(bytes(p) for p in self._ctx.encode(frame))
+        packets = self._ctx.encode(frame)
+        self.last_was_keyframe = any(p.is_keyframe for p in packets)
+        return b"".join(bytes(p) for p in packets)
 
     def _open(self) -> av.VideoCodecContext:
         if self.codec_name == "vp8":
@@ -96,12 +112,17 @@ class VideoEncoder:
                 "maxrate": str(self.bitrate),
                 "bufsize": str(self.bitrate // 2),
             }
+            if self.constant_bitrate:
+                # Fixed keyframe spacing (no scene-cut keyframes) and HRD-signalled CBR,
+                # which RTMP platforms check for.
+                ctx.options.update({"minrate": str(self.bitrate), "bufsize": str(self.bitrate),
+                                    "x264-params": "nal-hrd=cbr:force-cfr=1:scenecut=0"})
         ctx.width, ctx.height = self.width, self.height
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = VIDEO_TIME_BASE
         ctx.framerate = Fraction(self.fps).limit_denominator(1001)
         ctx.bit_rate = self.bitrate
-        ctx.gop_size = int(self.fps * 10)   # a keyframe every 10 s at least; PLI asks for more
+        ctx.gop_size = max(1, round(self.fps * self.keyframe_s))   # PLI asks for more
         ctx.max_b_frames = 0
         ctx.thread_count = 1
         ctx.open()

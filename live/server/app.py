@@ -19,12 +19,14 @@ from live.http.errors import json_errors
 from live.http.guard import ACCESS, AccessPolicy, QuietAccessLogger, guard, is_loopback, resolve_token
 from live.http.sse import setup_sse
 from live.rtc.aiortc_hooks import check_versions as check_aiortc_versions
+from live.server.agent_sockets import setup_agent_sockets
 from live.server.avatar_routes import AvatarJobs, setup_avatar_routes
+from live.server.channel_routes import setup_channel_routes
 from live.server.config import ServerConfig
 from live.server.loop_monitor import LoopMonitor
 from live.server.routes import CONFIG, DEFAULT_AVATAR, LOOP, REGISTRY, TTS, setup_routes
 from live.server.session_registry import SessionRegistry
-from live.server.tts_service import TtsService
+from live.server.tts_service import TtsService, remote_engines
 from live.worker.client import warm_up as warm_up_workers
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,8 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
                                  retention_max_results=config.keep_results,
                                  retention_max_bytes=config.keep_bytes,
                                  retention_max_age_days=config.keep_days,
-                                 piper_voice_files=tuple(config.piper_voice_files))
+                                 piper_voice_files=tuple(config.piper_voice_files),
+                                 remote_voices=remote_engines(config.openai_tts))
     # Outermost first: errors become JSON, then the guard decides who may call what.
     app = web.Application(middlewares=[json_errors, guard], client_max_size=config.max_upload_bytes + (1 << 20))
     try:
@@ -85,8 +88,8 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app[CONFIG] = config
     setup_sse(app)
     app[REGISTRY] = SessionRegistry(config.max_sessions)
-    app[TTS] = TtsService.default(
-        config.piper_voice_files, config.http_tts_url, config.tts_threads, config.tts_onnx_threads
+    app[TTS] = TtsService.default(   # the studio speaks with the same remote engines
+        config.piper_voice_files, studio_config.remote_voices, config.tts_threads, config.tts_onnx_threads
     )
     app[AVATAR_JOBS] = AvatarJobs(config)
     app[LOOP] = LoopMonitor()
@@ -110,7 +113,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
         tts_warm.cancel()
         await app[REGISTRY].close_all()
         await app[AVATAR_JOBS].close()
-        app[TTS].close()
+        await app[TTS].aclose()
 
     async def end_sessions(app: web.Application) -> None:
         # Before aiohttp waits for open requests: SSE streams end with their sessions.
@@ -119,6 +122,8 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(end_sessions)
     setup_routes(app, config)
+    setup_channel_routes(app)
+    setup_agent_sockets(app)
     setup_avatar_routes(app, config, AVATAR_JOBS)
 
     # The studio renders with the same model and shares the avatar cache.

@@ -6,8 +6,15 @@ sessions keep a core -- and reports progress through a pipe::
 
     POST /avatars                 multipart "file" (+ "name") -> 202 {"job_id", "progress_url"}
     GET  /avatars/jobs/{job_id}   {"state": "queued|running|done|failed", "progress", "avatar"?, "error"?}
-    GET  /avatars                 {"avatars": [AvatarInfo...]}
-    GET  /avatars/{id}/preview.jpg  the avatar's first frame, for pickers
+    GET  /avatars                 {"avatars": [AvatarInfo...]}  the live avatars; ?all=1: every prepared one
+    GET  /avatars/{id}/preview.jpg  the avatar's first frame, for pickers (?size=64..720, default 160)
+    PATCH  /avatars/{id}          {"name"?, "live"?} -> AvatarInfo   rename; add to / take off the live list
+    DELETE /avatars/{id}          {"deleted": id}   (the built-in "default" avatar: 409)
+
+The studio prepares its videos into the same cache (a video prepared once is ready for
+both), so the cache holds more than the live picker should offer.  An avatar is on the
+live list when its info.json says ``"live": true`` (uploads through POST /avatars, or added
+with PATCH) or it is the built-in one; AvatarInfo JSON here carries ``live`` and ``preview_url``.
 """
 
 from __future__ import annotations
@@ -18,24 +25,59 @@ import multiprocessing as mp
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from aiohttp import web
 
-from live.http.errors import json_error
+from live.http.body import query_int, read_json
+from live.http.errors import ApiError, json_error
 from live.http.guard import CONTROL, access
 from live.http.upload import receive_multipart
 from live.server.config import ServerConfig
 from live.worker.client import process_context
+from models.avatar import avatar_cache
+from models.avatar.avatar_cache import DEFAULT_ID
 
 log = logging.getLogger(__name__)
 
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9 ._-]+")
+_SPACES = re.compile(r"\s+")
+NAME_MAX = 60
+_PREVIEW_SIZES = (64, 720)
 _ALLOWED_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".m4v", ".avi", ".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 _SAFE_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 _KEEP_FINISHED = 100      # finished jobs remembered for GET /avatars/jobs/{id}
+
+
+def clean_name(raw: str) -> str:
+    """A display name: any script (a Chinese host names avatars in Chinese), no control,
+    format or unassigned characters, whitespace collapsed, at most NAME_MAX characters."""
+    kept = "".join(c for c in unicodedata.normalize("NFC", raw) if not unicodedata.category(c).startswith("C")
+                   or c in "\t\n")
+    return _SPACES.sub(" ", kept).strip()[:NAME_MAX].strip()
+
+
+def _is_live(info: dict) -> bool:
+    return info.get("avatar_id") == DEFAULT_ID or info.get("live") is True
+
+
+def _public_info(info: dict) -> dict:
+    """An info.json as clients see it: the AvatarInfo fields, ``live`` and the preview's URL."""
+    from models.avatar.avatar import AvatarInfo
+
+    public = AvatarInfo.from_json(info).to_json()
+    return {**public, "live": _is_live(info), "preview_url": f"/avatars/{public['avatar_id']}/preview.jpg"}
+
+
+def _list_infos(cache_root: Path, everything: bool) -> list[dict]:
+    infos = [avatar_cache.read_info(Path(cache_root) / i) for i in avatar_cache.list_ids(cache_root)]
+    return [_public_info(i) for i in infos if i is not None and (everything or _is_live(i))]
+
+
+def _update(cache_root: Path, avatar_id: str, changes: dict) -> dict:
+    return _public_info(avatar_cache.update_info(avatar_cache.avatar_dir(cache_root, avatar_id), changes))
 
 
 @dataclass
@@ -147,6 +189,15 @@ class AvatarJobs:
             await loop.run_in_executor(None, proc.join, 5)
         if job.state == "running":
             job.state, job.error = "failed", f"preparation process died (exit code {proc.exitcode})"
+        if job.state == "done" and job.avatar is not None:
+            # Uploaded through the live API: on the live list (the studio's own videos are not).
+            from models.avatar.avatar_errors import AvatarError
+
+            try:
+                job.avatar = await loop.run_in_executor(
+                    None, _update, self.config.avatar_dir, job.avatar["avatar_id"], {"live": True})
+            except AvatarError as e:
+                job.state, job.error = "failed", str(e)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -160,10 +211,57 @@ def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: we
         return config.upload_dir / f"{secrets.token_hex(8)}{suffix if _SAFE_SUFFIX.fullmatch(suffix) else ''}"
 
     async def list_(request: web.Request) -> web.Response:
-        from models.avatar.avatar import list_avatars
+        everything = request.query.get("all", "") in ("1", "true", "yes")
+        infos = await asyncio.get_running_loop().run_in_executor(None, _list_infos, config.avatar_dir, everything)
+        return web.json_response({"avatars": infos})
 
-        infos = await asyncio.get_running_loop().run_in_executor(None, list_avatars, config.avatar_dir)
-        return web.json_response({"avatars": [i.to_json() for i in infos]})
+    async def patch(request: web.Request) -> web.Response:
+        from models.avatar.avatar_errors import AvatarNotFoundError
+
+        body = await read_json(request)
+        changes: dict = {}
+        unknown = set(body) - {"name", "live"}
+        if unknown:
+            raise ApiError(f"unknown field {sorted(unknown)[0][:40]!r}: send \"name\" and/or \"live\"")
+        if "name" in body:
+            if not isinstance(body["name"], str) or len(body["name"]) > 1000:
+                raise ApiError('"name" must be a string (at most 60 characters are kept)')
+            changes["name"] = clean_name(body["name"])
+            if not changes["name"]:
+                raise ApiError('"name" is empty once control characters and spaces are removed')
+        if "live" in body:
+            if not isinstance(body["live"], bool):
+                raise ApiError('"live" must be true or false')
+            changes["live"] = body["live"]
+        if not changes:
+            raise ApiError('send "name" (a new name) and/or "live" (true: offer it in the live picker)')
+        avatar_id = request.match_info["avatar_id"]
+        if avatar_id == DEFAULT_ID:
+            # Built in: the page shows it under a translated name, and it is always on the live list.
+            return json_error(409, "the built-in avatar can't be renamed or taken off the live list")
+        try:
+            info = await asyncio.get_running_loop().run_in_executor(None, _update, config.avatar_dir, avatar_id, changes)
+        except AvatarNotFoundError as e:
+            return json_error(404, str(e))
+        return web.json_response(info)
+
+    async def delete(request: web.Request) -> web.Response:
+        from models.avatar.avatar_errors import AvatarNotFoundError
+
+        avatar_id = request.match_info["avatar_id"]
+        if avatar_id == DEFAULT_ID:
+            return json_error(409, "the built-in avatar can't be deleted")
+        from live.server.routes import REGISTRY
+
+        users = [s for s in request.app[REGISTRY] if s.avatar_id == avatar_id and not s.closed]
+        if users:
+            kinds = sorted({"session" if s.private else f"channel {s.name!r}" for s in users})
+            return json_error(409, f"this avatar is on air ({', '.join(kinds)}): end those first", in_use=len(users))
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, avatar_cache.remove, config.avatar_dir, avatar_id)
+        except AvatarNotFoundError as e:
+            return json_error(404, str(e))
+        return web.json_response({"deleted": avatar_id})
 
     async def upload(request: web.Request) -> web.Response:
         upload = await receive_multipart(request, dest, config.max_upload_bytes, file_field="file")
@@ -173,7 +271,7 @@ def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: we
             return json_error(
                 415, f"unsupported file type {fields.get('filename', '')!r}: upload a video (mp4, mov, webm, mkv) or a photo (jpg, png, webp)"
             )
-        name = _SAFE_NAME.sub("", fields.get("name") or Path(fields.get("filename", "avatar")).stem)[:60] or "avatar"
+        name = clean_name(fields.get("name") or Path(fields.get("filename", "avatar")).stem) or "avatar"
         job = request.app[jobs_key].submit(path, name)
         return web.json_response(
             {**job.to_json(), "progress_url": f"/avatars/jobs/{job.job_id}"}, status=202
@@ -199,7 +297,8 @@ def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: we
         except AvatarError as e:
             return json_error(404, str(e))
         image = avatar.frame_readonly(0)
-        scale = 160 / max(image.shape[:2])
+        size = query_int(request, "size", 160, *_PREVIEW_SIZES)   # 160: a thumbnail; larger: the video's poster
+        scale = min(1.0, size / max(image.shape[:2]))
         small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         ok, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
         return web.Response(body=jpg.tobytes(), content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
@@ -208,3 +307,5 @@ def setup_avatar_routes(app: web.Application, config: ServerConfig, jobs_key: we
     app.router.add_post("/avatars", upload)
     app.router.add_get("/avatars/jobs/{job_id}", job_status)
     app.router.add_get("/avatars/{avatar_id}/preview.jpg", preview)
+    app.router.add_patch("/avatars/{avatar_id}", patch)
+    app.router.add_delete("/avatars/{avatar_id}", delete)

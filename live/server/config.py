@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from live.rtc.signaling import IceServer
+from tts.openai_tts import OpenAiTtsSettings
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,8 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("data")
-    max_sessions: int = 4
+    max_sessions: int = 4                # live streams (private sessions + channels): one worker process each
+    max_viewers: int = 20                # WHEP viewers per channel (each costs packetising and SRTP only)
     fps: float = 25.0
     idle_timeout_s: float = 600.0        # a session nobody talks to or watches ends after this
     connect_timeout_s: float = 10.0      # an offer whose peer never connects is dropped (its slot freed) after this
@@ -22,7 +24,7 @@ class ServerConfig:
     max_audio_s: float = 600.0           # longest audio file /sessions/{id}/audio accepts
     ice_servers: tuple[IceServer, ...] = ()
     piper_voice_files: tuple[Path, ...] = ()   # the operator's own piper voices ("piper:<file stem>")
-    http_tts_url: str | None = None            # an external TTS ("http:default")
+    openai_tts: OpenAiTtsSettings | None = None   # an OpenAI-compatible TTS server ("openai:<voice>")
     jitter_margin_s: float = 0.015       # how long a frame may wait for late mic audio
     stats_interval_s: float = 1.0        # SSE "stats" period
     tts_threads: int = 2                 # synthesis runs in this many executor threads

@@ -9,6 +9,7 @@
     POST   /sessions/{id}/interrupt      stop speaking now
     GET    /sessions/{id}/events         Server-Sent Events
     GET    /voices                       TTS voices
+    POST   /voices/preview               {"voice", "text"?} -> audio/wav (a sample for the operator, not on air)
     GET    /health
 
 Every error is JSON ``{"error": "..."}`` (live/http/errors.py): 400 bad input,
@@ -33,7 +34,7 @@ from live.http.upload import receive_body, receive_multipart
 from live.rtc.signaling import SignalingError, parse_offer
 from live.server.config import ServerConfig
 from live.server.events import stream_events
-from live.server.live_session import LiveSession
+from live.server.channel import Channel, ChannelSpec
 from live.server.loop_monitor import LoopMonitor
 from live.server.session_registry import CapacityError, SessionRegistry, UnknownSession
 from live.server.tts_service import TtsError, TtsService
@@ -49,11 +50,15 @@ LOOP: web.AppKey[LoopMonitor] = web.AppKey("lipstream_loop_monitor", LoopMonitor
 _RAW_AUDIO_TYPES = ("audio/", "video/", "application/octet-stream")
 
 
-def _session(request: web.Request) -> LiveSession:
+def stream_from_path(request: web.Request) -> Channel:
+    """The private session, or the channel, the path names (the speech handlers serve both)."""
+    info = request.match_info
     try:
-        return request.app[REGISTRY].get(request.match_info["session_id"])
+        if "channel_id" in info:
+            return request.app[REGISTRY].get(info["channel_id"], private=False)
+        return request.app[REGISTRY].get(info["session_id"])
     except UnknownSession as e:
-        raise web.HTTPNotFound(reason=str(e))
+        raise ApiError(str(e), status=404)
 
 
 # -- handlers ------------------------------------------------------------------
@@ -76,7 +81,8 @@ async def health(request: web.Request) -> web.Response:
         avatar_state = "ready"
     return web.json_response({
         "status": "ok",
-        "sessions": len(registry),
+        "sessions": len(registry.sessions()),
+        "channels": len(registry.channels()),
         "max_sessions": registry.max_sessions,
         "default_avatar": avatar_state,
         "fps": request.app[CONFIG].fps,
@@ -94,20 +100,25 @@ async def offer(request: web.Request) -> web.Response:
         parsed = parse_offer(await read_json(request))
     except SignalingError as e:
         return json_error(400, str(e))
-    missing = await _missing_avatar(request.app, parsed.avatar)
+    missing = await missing_avatar(request.app, parsed.avatar)
     if missing:
         return json_error(404, missing)
     try:
         session_id = registry.reserve()
     except CapacityError as e:
         return json_error(503, str(e), reason="capacity", max_sessions=registry.max_sessions)
-    session = LiveSession(session_id, parsed.avatar, config, request.app[TTS], on_closed=lambda s: registry.release(s.id))
+    # A session is a private channel: one viewer, whose end is the session's.
+    session = Channel(ChannelSpec(session_id, parsed.avatar, private=True), config, request.app[TTS],
+                      on_closed=lambda s: registry.release(s.id))
+    viewer = session.new_viewer(mic_allowed=True)
     try:
-        desc = await session.open(parsed, peer=request.remote)
+        desc = await viewer.open(parsed, request.remote, config.video_codec)
     except SignalingError as e:
+        await session.close("failed to start")
         registry.release(session_id)
         return json_error(400, str(e))
     except BaseException as e:
+        await asyncio.shield(session.close("failed to start"))
         registry.release(session_id)
         if isinstance(e, Exception):
             log.exception("session start failed")
@@ -118,7 +129,7 @@ async def offer(request: web.Request) -> web.Response:
     return web.json_response({"sdp": desc.sdp, "type": desc.type, "session_id": session.id})
 
 
-async def _missing_avatar(app: web.Application, avatar_id: str) -> str | None:
+async def missing_avatar(app: web.Application, avatar_id: str) -> str | None:
     """None if the avatar can be used, else the 404 message."""
     if avatar_id == "default":
         try:
@@ -137,25 +148,25 @@ async def _missing_avatar(app: web.Application, avatar_id: str) -> str | None:
 async def list_sessions(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     return web.json_response({
-        "count": len(registry),
+        "count": len(registry.sessions()),
         "max_sessions": registry.max_sessions,
         "event_loop_lag_ms": request.app[LOOP].summary(),
-        "sessions": [s.stats() for s in registry],
+        "sessions": [s.stats() for s in registry.sessions()],
     })
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return web.json_response(_session(request).stats())
+    return web.json_response(stream_from_path(request).stats())
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = stream_from_path(request)
     await session.close("deleted by client")
     return web.json_response({"session_id": session.id, "closed": True})
 
 
 async def say(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = stream_from_path(request)
     body = await read_json(request)
     text = json_string(body, "text", required=True, max_len=request.app[CONFIG].max_text_chars)
     voice = body.get("voice")
@@ -174,7 +185,7 @@ async def say(request: web.Request) -> web.Response:
 async def speak_audio(request: web.Request) -> web.Response:
     from models.audio.audio_io import AudioDecodeError, load_audio
 
-    session = _session(request)
+    session = stream_from_path(request)
     config = request.app[CONFIG]
     interrupt = request.query.get("interrupt", "false").lower() in ("1", "true", "yes")
     path, label = await _receive_audio(request, config)
@@ -208,7 +219,7 @@ async def _receive_audio(request: web.Request, config: ServerConfig) -> tuple[Pa
 
 
 async def interrupt(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = stream_from_path(request)
     t = time.monotonic()
     result = session.interrupt()
     return web.json_response({**result, "at": t})
@@ -216,7 +227,7 @@ async def interrupt(request: web.Request) -> web.Response:
 
 @access(CONTROL, query_token=True)   # EventSource cannot send a header
 async def events(request: web.Request) -> web.StreamResponse:
-    session = _session(request)
+    session = stream_from_path(request)
     return await stream_events(request, session.events)
 
 
@@ -225,6 +236,34 @@ async def voices(request: web.Request) -> web.Response:
         "default": request.app[TTS].default_voice(),
         "voices": [v.__dict__ for v in request.app[TTS].voices()],
     })
+
+
+_PREVIEW_TEXT = {"cmn": "你好，我是你的数字人主播。", "yue": "你好，我係你嘅數字人主播。",
+                 "en": "Hello! I am your digital host, and this is my voice."}
+_PREVIEW_MAX_CHARS = 200
+
+
+async def voice_preview(request: web.Request) -> web.Response:
+    """A short sample of a voice as WAV, for the operator's ears only (not on air)."""
+    import io
+
+    from models.audio.pcm import write_wav
+
+    body = await read_json(request)
+    voice = json_string(body, "voice", required=True, max_len=200)
+    text = json_string(body, "text", max_len=_PREVIEW_MAX_CHARS)
+    tts = request.app[TTS]
+    try:
+        resolved = tts.resolve(voice)
+        language = resolved.language
+        sample = text or _PREVIEW_TEXT.get(language.split("-")[0], _PREVIEW_TEXT["en"])
+        clean, resolved = tts.check(sample, voice)
+        audio = await tts.synthesize(clean, resolved)
+    except TtsError as e:
+        return json_error(400, str(e))
+    wav = io.BytesIO()
+    write_wav(wav, audio)
+    return web.Response(body=wav.getvalue(), content_type="audio/wav", headers={"Cache-Control": "no-store"})
 
 
 def setup_routes(app: web.Application, config: ServerConfig) -> None:
@@ -240,4 +279,5 @@ def setup_routes(app: web.Application, config: ServerConfig) -> None:
     r.add_post("/sessions/{session_id}/interrupt", interrupt)
     r.add_get("/sessions/{session_id}/events", events)
     r.add_get("/voices", voices)
+    r.add_post("/voices/preview", voice_preview)
     r.add_static("/static", config.static_dir, show_index=False)

@@ -1,20 +1,21 @@
 """Text (and uploaded audio) to speech clips for a session, in order, interruptibly.
 
-``say`` splits text into sentences and synthesises them one after another; each
-sentence goes to the engine as soon as it is ready, so the avatar starts talking
-after the first sentence, not after the whole text, and the next sentences are
-synthesised while the first plays.  Requests play in the order they were made.
-An interrupt empties the queue and discards the synthesis in flight (its result
-is dropped when it returns: a running ONNX call can't be cancelled, but nothing
-it produces reaches the viewer).
+``say`` splits text into sentences (``tts.text_stream``, the one splitter) and
+synthesises them one after another; each sentence goes to the engine as soon as it
+is ready -- a streaming (remote) voice's audio chunk by chunk, as it arrives -- so the
+avatar starts talking after the first sentence, not after the whole text, and the
+next sentences are synthesised while the first plays.  Requests play in the order they were made.
+An interrupt empties the queue and cancels the synthesis in flight at once: a
+remote voice's connection is closed, and a running ONNX call, which can't be
+stopped, finishes unseen -- so the next request starts without waiting for either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,31 +23,20 @@ import numpy as np
 
 from live.engine.audio_feed import Clip
 from live.server.tts_service import TtsError, TtsService, Voice
-from tts.alignment import speakable
+from tts.text_stream import split_sentences
+
+__all__ = ["SpeechQueue", "SpeechRequest", "split_sentences", "trim_leading_silence"]
 
 log = logging.getLogger(__name__)
 
-# A sentence ends at . ! ? (or their CJK forms, or a newline) followed by space or the end.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？；])|\n+")
-_CLAUSE_END = re.compile(r"(?<=[,;:，、—])\s*")
-_FIRST_PIECE_CHARS = 48       # a longer first sentence is cut at a clause boundary to start sooner
 _LEAD_SILENCE_KEEP = 160      # samples (10 ms) of a clip's leading silence worth keeping
 _SILENCE_RMS = 0.01
 
 _ids = itertools.count(1)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``; a long first sentence is split at its first clause break.
-
-    Pieces with nothing to say ("...", "!!!") are left out: an engine refuses them.
-    """
-    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and speakable(p)]
-    if parts and len(parts[0]) > _FIRST_PIECE_CHARS:
-        clauses = [c.strip() for c in _CLAUSE_END.split(parts[0]) if speakable(c)]
-        if len(clauses) > 1 and len(clauses[0]) >= 8:
-            parts = [clauses[0], " ".join(clauses[1:])] + parts[1:]
-    return parts
+def new_utterance_id() -> str:
+    return f"u{next(_ids)}"
 
 
 def trim_leading_silence(audio: np.ndarray) -> np.ndarray:
@@ -85,6 +75,7 @@ class SpeechQueue:
         self._queue: asyncio.Queue[SpeechRequest] = asyncio.Queue()
         self._generation = 0
         self._task: asyncio.Task | None = None
+        self._speaking: asyncio.Future | None = None   # the request being synthesised now
         self.synthesis_s: list[float] = []   # time to synthesise each first sentence (stats)
 
     def start(self) -> None:
@@ -105,16 +96,20 @@ class SpeechQueue:
 
     def say_checked(self, clean: str, voice: Voice | None) -> SpeechRequest:
         """Queue what ``check`` already accepted, without looking the voice up again."""
-        return self._put(SpeechRequest(f"u{next(_ids)}", clean, voice))
+        return self._put(SpeechRequest(new_utterance_id(), clean, voice))
 
     def play(self, audio: np.ndarray, label: str) -> SpeechRequest:
         if not len(audio):
             raise TtsError("audio is empty")
-        return self._put(SpeechRequest(f"u{next(_ids)}", label, audio=audio, source="audio"))
+        return self._put(SpeechRequest(new_utterance_id(), label, audio=audio, source="audio"))
 
     def interrupt(self) -> list[SpeechRequest]:
         """Forget every queued request and the synthesis in flight; returns the dropped requests."""
         self._generation += 1
+        if self._speaking is not None:
+            # Stop waiting for it: a remote stream's connection closes now, and a hung TTS server
+            # can't hold up what is said next.  (An ONNX call in a thread finishes unseen.)
+            self._speaking.cancel()
         dropped = []
         while not self._queue.empty():
             dropped.append(self._queue.get_nowait())
@@ -144,15 +139,22 @@ class SpeechQueue:
         while True:
             req = await self._queue.get()
             generation = self._generation
+            speaking = self._speaking = asyncio.ensure_future(self._speak(req, generation))
             try:
-                await self._speak(req, generation)
-            except TtsError as e:
-                if generation == self._generation:
-                    self.on_error(req.utterance_id, str(e))
-            except Exception:  # an engine bug must not kill the session's queue
-                log.exception("speech synthesis failed")
-                if generation == self._generation:
-                    self.on_error(req.utterance_id, "speech synthesis failed (details in the server log)")
+                await asyncio.wait([speaking])
+            finally:
+                self._speaking = None
+                speaking.cancel()       # only if the queue itself was cancelled (close)
+            if speaking.cancelled():
+                continue                # interrupted
+            error = speaking.exception()
+            if error is None:
+                continue
+            if not isinstance(error, TtsError):   # an engine bug must not kill the session's queue
+                log.error("speech synthesis failed", exc_info=error)
+                error = TtsError("speech synthesis failed (details in the server log)")
+            if generation == self._generation:
+                self.on_error(req.utterance_id, str(error))
 
     async def _speak(self, req: SpeechRequest, generation: int) -> None:
         if req.audio is not None:
@@ -161,18 +163,22 @@ class SpeechQueue:
         sentences = split_sentences(req.text)
         sent_any = False
         try:
-            for k, sentence in enumerate(sentences):
+            for sentence in sentences:
                 t0 = asyncio.get_running_loop().time()
-                audio = await self.tts.synthesize(sentence, req.voice)
-                if generation != self._generation:
-                    return  # interrupted while synthesising: drop it
-                if k == 0:
-                    self.synthesis_s.append(asyncio.get_running_loop().time() - t0)
-                    del self.synthesis_s[:-50]
-                    audio = trim_leading_silence(audio)
-                last = k == len(sentences) - 1
-                self.sink(Clip(req.utterance_id, audio, req.text, first=not sent_any, last=last))
-                sent_any = True
+                # A local voice yields the sentence once; a remote one yields its audio as it
+                # arrives, each chunk queued at once (the utterance's end follows as an empty clip).
+                async with contextlib.aclosing(self.tts.stream(sentence, req.voice)) as chunks:
+                    async for audio in chunks:
+                        if generation != self._generation:
+                            return  # interrupted while synthesising: drop it (and close a remote stream)
+                        if not sent_any:
+                            self.synthesis_s.append(asyncio.get_running_loop().time() - t0)
+                            del self.synthesis_s[:-50]
+                            audio = trim_leading_silence(audio)
+                        self.sink(Clip(req.utterance_id, audio, req.text, first=not sent_any, last=False))
+                        sent_any = True
+            if sent_any:
+                self.sink(Clip(req.utterance_id, np.zeros(0, np.float32), req.text, first=False, last=True))
         except TtsError:
             if sent_any and generation == self._generation:
                 # Close the utterance that is already playing, so its end is still reported.

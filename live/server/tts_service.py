@@ -1,27 +1,25 @@
-"""Text-to-speech for live sessions: the voice registry's engines, plus an optional HTTP TTS.
+"""Text-to-speech for live sessions: the voice registry's engines, local and remote.
 
 Voices are named ``engine:voice`` and parsed by ``tts.registry`` (the same parser as
 the studio's): ``piper:joe`` (default for English), ``piper:<name>`` for a piper file
-the operator listed at start-up (``ServerConfig.piper_voice_files``), and
+the operator listed at start-up (``ServerConfig.piper_voice_files``),
 ``espeak:<language>[+variant]`` for every other language (``espeak:cmn``,
-``espeak:de+f2`` ...).  ``http:default`` is an operator-configured HTTP TTS
-(``ServerConfig.http_tts_url``): it gets ``POST {"text", "voice"}`` and answers with
-audio in any format PyAV decodes.  Request bodies name voices, never paths.
+``espeak:de+f2`` ...), and ``openai:<voice>`` for the operator's OpenAI-compatible
+TTS server (``ServerConfig.openai_tts``).  Request bodies name voices, never paths.
 
 Leaving the voice out picks piper for text that looks English and espeak's
-Mandarin for Chinese script.  Synthesis is blocking C/ONNX work and runs in a
-thread executor (both engines release the GIL while they work).
+Mandarin for Chinese script.  Local synthesis is blocking C/ONNX work and runs in a
+thread executor (both engines release the GIL while they work); a remote voice is
+streamed on the event loop, chunk by chunk, so its first audio plays before the
+server has finished (``stream``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import json
+import contextlib
 import logging
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,9 +27,10 @@ import numpy as np
 
 from tts import registry
 from tts.alignment import EngineUnavailable, SpeechError, check_text
-from tts.registry import Voice, VoiceInfo, VoiceRegistry, guess_voice
+from tts.openai_tts import remote_engines
+from tts.registry import RemoteEngine, Voice, VoiceInfo, VoiceRegistry, guess_voice
 
-__all__ = ["HttpSynthesizer", "TtsError", "TtsService", "Voice", "VoiceInfo", "guess_voice"]
+__all__ = ["TtsError", "TtsService", "Voice", "VoiceInfo", "guess_voice", "remote_engines"]
 
 log = logging.getLogger(__name__)
 
@@ -40,56 +39,13 @@ log = logging.getLogger(__name__)
 TtsError = SpeechError
 
 
-class HttpSynthesizer:
-    """An external TTS service: POST JSON, get audio back (wav, mp3, ogg ... anything PyAV reads)."""
-
-    engine = "http"
-
-    def __init__(self, url: str, voices: Sequence[str] = ("default",), timeout_s: float = 30.0) -> None:
-        self.url = url
-        self.voices = tuple(voices)
-        self.timeout_s = timeout_s
-
-    def synthesize(self, text: str, voice: str) -> np.ndarray:
-        body = json.dumps({"text": text, "voice": voice}).encode()
-        req = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                data = resp.read()
-        except (urllib.error.URLError, OSError) as e:
-            log.warning("HTTP TTS at %s failed: %s", self.url, e)
-            raise TtsError("the HTTP TTS service failed (details in the server log)") from e
-        return decode_audio_bytes(data)
-
-
-def decode_audio_bytes(data: bytes) -> np.ndarray:
-    """Audio file bytes (any container PyAV reads) -> 16 kHz mono float32."""
-    import av
-
-    from models.audio.audio_io import StreamResampler
-
-    if not data:
-        raise TtsError("TTS returned no audio")
-    try:
-        with av.open(io.BytesIO(data)) as container:
-            stream = next((s for s in container.streams if s.type == "audio"), None)
-            if stream is None:
-                raise TtsError("TTS response has no audio stream")
-            resampler = StreamResampler()
-            parts = [resampler.push(frame) for frame in container.decode(stream)]
-            parts.append(resampler.flush())
-    except av.FFmpegError as e:
-        raise TtsError(f"TTS response is not decodable audio: {e}") from e
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-
-
 class TtsService:
     """Checks text and voices for the live API, and synthesises off the event loop."""
 
-    def __init__(self, voices: VoiceRegistry, http: HttpSynthesizer | None = None, threads: int = 2,
+    def __init__(self, voices: VoiceRegistry, remote: Sequence[RemoteEngine] = (), threads: int = 2,
                  onnx_threads: int | None = 1) -> None:
         self.registry = voices
-        self._http = http
+        self.remote = tuple(remote)
         # One ONNX thread by default: spinning thread pools lose badly when the renderers
         # keep the cores busy, and a second thread would be taken from the live sessions.
         self.onnx_threads = onnx_threads
@@ -99,14 +55,14 @@ class TtsService:
     def default(
         cls,
         piper_voice_files: Sequence[Path] = (),
-        http_url: str | None = None,
+        remote: Sequence[RemoteEngine] = (),
         threads: int = 2,
         onnx_threads: int | None = 1,
     ) -> "TtsService":
-        http = HttpSynthesizer(http_url) if http_url else None
-        voices = VoiceRegistry(piper_voice_files, extra={http.engine: http.voices} if http else None)
+        """``remote``: ``remote_engines(config.openai_tts)``, the same objects the studio is given."""
+        voices = VoiceRegistry(piper_voice_files, remote)
         voices.voices()  # find the engines now (imports piper: a second), not inside a request
-        return cls(voices, http, threads, onnx_threads)
+        return cls(voices, remote, threads, onnx_threads)
 
     def voices(self) -> list[VoiceInfo]:
         return self.registry.voices()
@@ -127,17 +83,27 @@ class TtsService:
 
     async def synthesize(self, text: str, voice: Voice | None) -> np.ndarray:
         """16 kHz mono float32 for ``text``; ``voice`` None chooses one from the text's script."""
+        async with contextlib.aclosing(self.stream(text, voice)) as chunks:
+            parts = [chunk async for chunk in chunks]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    async def stream(self, text: str, voice: Voice | None) -> AsyncIterator[np.ndarray]:
+        """``text`` spoken, as 16 kHz mono float32 chunks the moment each is ready.
+
+        A local voice gives one chunk (the speech queue already cut the text into
+        sentences); a remote voice gives its audio while the server still sends it.
+        Close the iterator (``aclose``) to abandon a stream: the connection goes with it.
+        """
         voice = voice or self.resolve(None, text)
-        loop = asyncio.get_running_loop()
-        audio = await loop.run_in_executor(self._executor, self._synthesize, text, voice)
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(audio)):
-            raise TtsError("TTS produced invalid samples")
-        return audio
+        if voice.remote is None:
+            loop = asyncio.get_running_loop()
+            yield _checked(await loop.run_in_executor(self._executor, self._synthesize, text, voice))
+            return
+        async with contextlib.aclosing(voice.remote.stream(registry.speech_text(voice, text), voice.name)) as chunks:
+            async for chunk in chunks:
+                yield _checked(chunk)
 
     def _synthesize(self, text: str, voice: Voice) -> np.ndarray:
-        if self._http is not None and voice.engine == self._http.engine:
-            return self._http.synthesize(text, voice.name)
         try:
             return registry.synthesize(voice, text, self.onnx_threads)
         except EngineUnavailable as e:
@@ -146,11 +112,27 @@ class TtsService:
             raise TtsError(f"voice {voice.id} is not available on this server") from None
 
     async def warm_up(self) -> None:
-        """Load the default voice now (a second or two) instead of on the first ``say``."""
+        """Load the default voice now (a second or two) instead of on the first ``say``, then ask
+        the remote servers which voices they have."""
         default = self.default_voice()
         if default is not None:
             await asyncio.get_running_loop().run_in_executor(
                 self._executor, registry.warm_up, self.resolve(default), self.onnx_threads)
+        for engine in self.remote:
+            await engine.discover()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """``close``, and the remote engines' pooled connections."""
+        self.close()
+        for engine in self.remote:
+            await engine.close()
+
+
+def _checked(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if not np.all(np.isfinite(audio)):
+        raise TtsError("TTS produced invalid samples")
+    return audio

@@ -33,7 +33,9 @@ from live.worker.protocol import (
     MicPacket,
     Ready,
     RenderRequest,
+    SetVariants,
     Stop,
+    VideoVariant,
     WorkerError,
     WorkerSpec,
     encode_message,
@@ -142,8 +144,11 @@ class EngineWorker:
     def send_clip(self, clip: Clip) -> None:
         self._send(ClipAudio(clip))
 
-    def request_keyframe(self) -> None:
-        self._send(KeyframeRequest())
+    def request_keyframe(self, variant: VideoVariant | None = None) -> None:
+        self._send(KeyframeRequest(variant))
+
+    def set_variants(self, variants: tuple[VideoVariant, ...]) -> None:
+        self._send(SetVariants(tuple(variants)))
 
     def hint_bitrate(self, bitrate: int) -> None:
         self._send(BitrateHint(int(bitrate)))

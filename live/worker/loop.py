@@ -23,7 +23,6 @@ from multiprocessing.connection import Connection
 
 from live.engine.audio_feed import AudioFeed, Clip, Marker
 from live.rtc.audio_codec import MicDecoder, SpeechEncoder
-from live.rtc.video_encoder import VideoEncoder
 from live.worker.protocol import (
     BitrateHint,
     ClipAudio,
@@ -37,10 +36,13 @@ from live.worker.protocol import (
     MicPacket,
     Ready,
     RenderRequest,
+    SetVariants,
     Stop,
     WorkerError,
     WorkerSpec,
 )
+from live.worker.keying import BackgroundKeyer
+from live.worker.picture_encoders import EncodeCost, PictureEncoders
 from models.audio.pcm import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,8 @@ class WorkerLoop:
         self.model_timer = _Timer(predictor, "predict_arrays")
         self.render_timer = _Timer(self.session.compositor, "compose")
         self.width, self.height = avatar.info.width, avatar.info.height
-        self.encoder = VideoEncoder(spec.video_codec, self.width, self.height, spec.fps)
+        self.encoders = PictureEncoders(self.width, self.height, spec.fps, spec.encoder, BackgroundKeyer(avatar))
+        self.encoders.set_variants(spec.variants)
         self.speech_encoder = SpeechEncoder()
         self.mic_decoder = MicDecoder()
         self.load_s = time.perf_counter() - t0
@@ -108,7 +111,6 @@ class WorkerLoop:
         self.last_openness = 0.0
         self.mic_packets = 0                   # hook counters, reported with every frame
         self.keyframes_requested = 0
-        self._cv2 = cv2
 
     # -- messages ------------------------------------------------------------
 
@@ -170,9 +172,11 @@ class WorkerLoop:
             self.conn.send(self._interrupt(msg.epoch))
         elif isinstance(msg, KeyframeRequest):
             self.keyframes_requested += 1
-            self.encoder.request_keyframe()
+            self.encoders.request_keyframe(msg.variant)
+        elif isinstance(msg, SetVariants):
+            self.encoders.set_variants(msg.variants)
         elif isinstance(msg, BitrateHint):
-            self.encoder.set_bitrate(msg.bitrate)
+            self.encoders.set_bitrate(msg.bitrate)
         else:
             raise TypeError(f"unexpected message {type(msg).__name__}")
 
@@ -234,17 +238,13 @@ class WorkerLoop:
 
         frame = self.session.next_frame(pad_silence=True, draw=req.image)
         assert frame is not None
-        video, keyframe, convert_ms, encode_ms = b"", False, 0.0, 0.0
+        cost = EncodeCost()
+        pictures = ()
         if req.image:
-            t0 = time.perf_counter()
-            i420 = self._cv2.cvtColor(frame.image, self._cv2.COLOR_BGR2YUV_I420)
-            t1 = time.perf_counter()
-            keyframe = self.encoder.will_send_keyframe
-            video = self.encoder.encode(i420, self._video_pts(index))
-            convert_ms, encode_ms = (t1 - t0) * 1000.0, (time.perf_counter() - t1) * 1000.0
+            pictures = self.encoders.encode(frame.image, frame.source_index, self._video_pts(index), cost)
         t0 = time.perf_counter()
         audio_packets = tuple(self.speech_encoder.encode(frame.audio))
-        encode_ms += (time.perf_counter() - t0) * 1000.0
+        cost.encode_ms += (time.perf_counter() - t0) * 1000.0
 
         end = self.timeline.frame_start_sample(index + 1)
         markers = tuple(m for m in self.pending_markers if m.position < end)
@@ -259,9 +259,9 @@ class WorkerLoop:
             index=index,
             epoch=self.epoch,
             has_image=req.image,
-            video=video,
-            keyframe=keyframe,
+            pictures=pictures,
             audio_packets=audio_packets,
+            pcm=frame.audio.tobytes(),
             openness=frame.shape.openness,
             speaking=frame.speaking,
             markers=markers,
@@ -275,8 +275,8 @@ class WorkerLoop:
                 features_ms=features_ms,
                 model_ms=self.model_timer.take(),
                 render_ms=self.render_timer.take(),
-                convert_ms=convert_ms,
-                encode_ms=encode_ms,
+                convert_ms=cost.convert_ms,
+                encode_ms=cost.encode_ms,
                 waited_ms=waited * 1000.0,
                 cpu_ms=(time.process_time() - cpu0) * 1000.0,
             ),

@@ -8,7 +8,8 @@ the worker reads them with a plain ``Connection.recv()`` and the server with
 The conversation: the worker starts with ``Ready`` (or ``Failed``), then answers
 each ``RenderRequest`` with a ``FrameReady`` (in order, each at its time, or a
 ``WorkerError``) and each ``Interrupt`` with ``Interrupted``.  ``MicPacket``,
-``MicAudio``, ``ClipAudio``, ``KeyframeRequest`` and ``BitrateHint`` get no answer;
+``MicAudio``, ``ClipAudio``, ``KeyframeRequest``, ``SetVariants`` and ``BitrateHint`` get no
+answer;
 ``Stop`` ends the worker.
 """
 
@@ -28,6 +29,25 @@ from live.engine.audio_feed import Clip, FeedConfig, Marker
 
 
 @dataclass(frozen=True)
+class VideoVariant:
+    """One encoding of a stream's frames: every viewer and output of that kind shares it."""
+
+    codec: str = "vp8"                # vp8 or h264
+    background: str | None = None     # "#rrggbb": the avatar's background replaced by this key colour
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """How the stream's pictures are encoded.  A private session follows its viewer's
+    bandwidth estimate; a broadcast channel is constant-rate with a fixed keyframe
+    interval, which is what RTMP platforms ask for."""
+
+    bitrate: int | None = None        # bits per second; None: the size's own rate
+    keyframe_s: float = 10.0          # at least one keyframe this often (a viewer's PLI asks for more)
+    constant_bitrate: bool = False
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     """What a worker process is started with."""
 
@@ -36,12 +56,18 @@ class WorkerSpec:
     fps: float = 25.0
     checkpoint: Path | None = None
     feed: FeedConfig = field(default_factory=FeedConfig)
-    video_codec: str = "vp8"          # what the peer negotiated: vp8 or h264
+    variants: tuple[VideoVariant, ...] = (VideoVariant(),)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
 
 
 @dataclass(frozen=True)
 class KeyframeRequest:
-    pass                  # the viewer lost a picture (PLI): send a full frame next
+    variant: VideoVariant | None = None   # a viewer lost a picture (PLI) or just joined; None: every variant
+
+
+@dataclass(frozen=True)
+class SetVariants:
+    variants: tuple[VideoVariant, ...]    # encode exactly these from the next frame on (new ones start with a keyframe)
 
 
 @dataclass(frozen=True)
@@ -114,13 +140,20 @@ class FrameTimings:
 
 
 @dataclass(frozen=True)
+class EncodedPicture:
+    variant: VideoVariant
+    data: bytes                             # the bitstream (empty: the encoder skipped this frame)
+    keyframe: bool
+
+
+@dataclass(frozen=True)
 class FrameReady:
     index: int
     epoch: int
     has_image: bool                         # False when skipped to catch up (no new picture)
-    video: bytes                            # the encoded picture (empty: nothing to send)
-    keyframe: bool
+    pictures: tuple[EncodedPicture, ...]    # one per variant being encoded (none when not drawn)
     audio_packets: tuple[bytes, ...]        # Opus packets completed by this frame's audio
+    pcm: bytes                              # the same audio, int16 mono 16 kHz (for outputs that encode their own)
     openness: float
     speaking: bool
     markers: tuple[Marker, ...]             # utterance starts/ends heard in this frame
@@ -132,6 +165,9 @@ class FrameReady:
     timings: FrameTimings
     mic_packets: int = 0                    # Opus packets the worker has decoded so far
     keyframes_requested: int = 0            # KeyframeRequests the worker has received so far
+
+    def picture(self, variant: VideoVariant) -> EncodedPicture | None:
+        return next((p for p in self.pictures if p.variant == variant), None)
 
 
 @dataclass(frozen=True)

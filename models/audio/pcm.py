@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -26,11 +27,12 @@ def float_to_int16(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), -32768, 32767).astype(np.int16)
 
 
-def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> float:
-    """16-bit WAV from float or int16 samples, (n,) or (n, channels); returns its duration in seconds."""
+def write_wav(path: str | Path | BinaryIO, samples: np.ndarray, rate: int = SAMPLE_RATE) -> float:
+    """16-bit WAV from float or int16 samples, (n,) or (n, channels), to a path or a binary file
+    object; returns its duration in seconds."""
     a = np.asarray(samples)
     pcm = a if a.dtype == np.int16 else float_to_int16(a)
-    with wave.open(str(path), "wb") as w:
+    with wave.open(path if hasattr(path, "write") else str(path), "wb") as w:
         w.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
         w.setsampwidth(2)
         w.setframerate(rate)
@@ -38,13 +40,13 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int = SAMPLE_RATE) ->
     return len(pcm) / rate
 
 
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+def read_wav(path: str | Path | BinaryIO) -> tuple[np.ndarray, int]:
     """A 16-bit PCM WAV -> (int16 samples of its first channel, rate).
 
     Raises ``ValueError`` with a readable reason for anything else.
     """
     try:
-        with wave.open(str(path), "rb") as w:
+        with wave.open(path if hasattr(path, "read") else str(path), "rb") as w:
             if w.getsampwidth() != 2:
                 raise ValueError(f"{path}: expected 16-bit PCM, got {8 * w.getsampwidth()}-bit")
             rate = w.getframerate()

@@ -10,6 +10,7 @@ like videos, so nothing downstream cares which kind it was.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,13 @@ Progress = Callable[[float], None]
 AvatarKind = Literal["video", "photo"]
 
 MAX_SECONDS = 600.0               # longest accepted avatar video
+# Avatars keep their own size up to this many px on the long side: a 1080×1920 portrait
+# or a 1920×1080 video stays full HD, live and offline.  Larger sources are scaled down.
+# The setting: ``prepare_avatar(max_side=...)``, or LIPSTREAM_MAX_SIDE in the environment
+# (``run_live.py --max-side`` sets it for the server, its workers and the studio).
+DEFAULT_MAX_SIDE = 1920
+MAX_SIDE_ENV = "LIPSTREAM_MAX_SIDE"
+MAX_SIDE_RANGE = (128, 4096)
 # More frames without a usable face than this is an error.  Such frames are shown as
 # they are (no mouth is pasted: see models/avatar/shots.py), so a fade-in, a cut-away
 # or a hand over the face costs lip-sync only there; but an avatar that mostly shows
@@ -172,7 +180,7 @@ def prepare_avatar(
     *,
     name: str | None = None,
     fps: float = 25.0,
-    max_side: int = 1080,
+    max_side: int | None = None,
     progress: Progress | None = None,
     max_seconds: float = MAX_SECONDS,
     raw_frames: bool = True,
@@ -193,6 +201,7 @@ def prepare_avatar(
     path = Path(source)
     if not path.is_file():
         raise AvatarError(f"{path} does not exist or is not a file")
+    max_side = default_max_side() if max_side is None else int(max_side)
     _check_params(fps, max_side)
     report = _ProgressReporter(progress)
     kind = sniff_kind(path)
@@ -212,6 +221,19 @@ def prepare_avatar(
     info = _build_into_cache(cache_root, avatar_id, label, path.name, build)
     report(1.0)
     return info
+
+
+def default_max_side() -> int:
+    """The long-side limit for new avatars: LIPSTREAM_MAX_SIDE when set, else DEFAULT_MAX_SIDE."""
+    text = os.environ.get(MAX_SIDE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_SIDE
+    try:
+        value = int(text)
+    except ValueError:
+        raise AvatarError(f"{MAX_SIDE_ENV} must be a whole number of px, got {text[:20]!r}") from None
+    _check_params(25.0, value)
+    return value
 
 
 def load_avatar(avatar_id: str, cache_root: Path, raw_frames: bool = True) -> Avatar:
@@ -319,10 +341,14 @@ class _RawFrames:
     budget: int = RAW_BUDGET
     keep: list[np.ndarray] | None = None
 
-    def writer(self, tmp: Path) -> FrameStoreWriter:
+    def writer(self, tmp: Path, expected_bytes: int = 0) -> FrameStoreWriter:
+        """``expected_bytes``: the raw frames' size if known; over the budget, no raw
+        copy is started (at 1080×1920 a minute is 9 GB: writing the first GB of it only
+        to delete it cost preparation time)."""
         if self.keep is not None:
             self.keep.clear()   # a video found to be a still is built again as a photo
-        return FrameStoreWriter(tmp, raw_budget=self.budget, keep=self.keep)
+        budget = 0 if expected_bytes > self.budget else self.budget
+        return FrameStoreWriter(tmp, raw_budget=budget, keep=self.keep if budget else None)
 
 
 def _build_photo(photo: np.ndarray, tmp: Path, fps: float, report: "_ProgressReporter",
@@ -362,7 +388,7 @@ def _build_video(path: Path, tmp: Path, fps: float, max_side: int, max_seconds: 
     shots = ShotDetector()
     warm_until = MESH_WARMUP           # measure every frame before this one
     last_seen = False                  # the last measured frame had a face
-    with raw.writer(tmp) as store, FaceTracker() as tracker:
+    with raw.writer(tmp, expected * size[0] * size[1] * 3) as store, FaceTracker() as tracker:
         first: np.ndarray | None = None
         one_source_frame = True  # video_frames repeats the same array for a held frame
         for k, frame in enumerate(video_frames(path, fps, size, max_seconds)):
@@ -464,8 +490,9 @@ def _face_warnings(faces_seen: int, face_px: float) -> list[str]:
 def _check_params(fps: float, max_side: int) -> None:
     if not 1.0 <= float(fps) <= 60.0:
         raise AvatarError(f"fps must be between 1 and 60, got {fps}")
-    if not 128 <= int(max_side) <= 4096:
-        raise AvatarError(f"max_side must be between 128 and 4096 px, got {max_side}")
+    lo, hi = MAX_SIDE_RANGE
+    if not lo <= int(max_side) <= hi:
+        raise AvatarError(f"max_side must be between {lo} and {hi} px, got {max_side}")
 
 
 class _ProgressReporter:

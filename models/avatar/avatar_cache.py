@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,41 @@ def list_ids(cache_root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if is_valid_id(p.name) and read_info(p) is not None)
+
+
+_INFO_LOCK = threading.Lock()   # read-modify-write of info.json by the server's executor threads
+
+
+def update_info(directory: Path, changes: dict) -> dict:
+    """Merge ``changes`` into a complete avatar's info.json, atomically (a reader sees the old
+    file or the new one, never half of one).  Returns the new info; AvatarNotFoundError when
+    the avatar is not (or no longer) there.  Frames and arrays are untouched."""
+    directory = Path(directory)
+    with _INFO_LOCK:
+        info = read_info(directory)
+        if info is None:
+            raise AvatarNotFoundError(f"no prepared avatar with id {directory.name!r}")
+        info = {**info, **changes, "format": FORMAT_VERSION}
+        fd, tmp = tempfile.mkstemp(prefix=".info.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(info, fh, indent=1)
+            os.replace(tmp, directory / INFO_FILE)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return info
+
+
+def remove(cache_root: Path, avatar_id: str) -> None:
+    """Delete a prepared avatar.  The directory is first renamed to a name no listing shows,
+    so it disappears at once; processes that have its files open keep them until they close."""
+    directory = avatar_dir(cache_root, avatar_id)
+    if read_info(directory) is None:
+        raise AvatarNotFoundError(f"no prepared avatar with id {avatar_id!r}")
+    gone = directory.with_name(f".{avatar_id}.{os.getpid()}.{threading.get_ident()}.deleted")
+    try:
+        os.rename(directory, gone)
+    except FileNotFoundError:
+        raise AvatarNotFoundError(f"no prepared avatar with id {avatar_id!r}") from None
+    shutil.rmtree(gone, ignore_errors=True)

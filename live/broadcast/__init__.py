@@ -1,0 +1,1 @@
+"""Broadcast outputs: a channel's encoded frames, re-muxed (never re-encoded) to RTMP/RTMPS ingests."""
