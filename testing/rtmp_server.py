@@ -243,6 +243,55 @@ def pull(url: str, seconds: float, *, open_timeout: float = 20.0) -> PulledStrea
     return out
 
 
+@dataclass
+class PlayedStream:
+    """What a player saw and heard: one value per picture (``frame_fn`` of its gray image), the sound."""
+
+    video_codec: str
+    audio_codec: str
+    size: tuple[int, int]
+    audio_rate: int
+    times: np.ndarray                 # picture timestamps, s
+    values: list                      # frame_fn(gray picture) per picture
+    audio: np.ndarray                 # mono float32
+    audio_start: float | None         # timestamp of audio[0], s
+
+
+def play(url: str, seconds: float, frame_fn=lambda gray: gray, *, open_timeout: float = 30.0) -> PlayedStream:
+    """Play ``url`` from its first keyframe for ``seconds`` of stream time (a player joining a live stream)."""
+    values, times, audio, audio_start = [], [], [], None
+    with open_stream(url, open_timeout) as container:
+        v, a = container.streams.video[0], container.streams.audio[0]
+        first = None
+        for packet in container.demux(v, a):
+            if packet.pts is None:
+                continue
+            ts = float(packet.pts * packet.time_base)
+            if first is None and packet.stream is v and packet.is_keyframe:
+                first = ts
+            if first is None:
+                continue
+            if ts - first > seconds:
+                break
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                continue
+            for frame in frames:
+                t = float(frame.pts * frame.time_base)
+                if packet.stream is v:
+                    times.append(t)
+                    values.append(frame_fn(frame.to_ndarray(format="gray")))
+                else:
+                    pcm = frame.to_ndarray()
+                    mono = pcm.mean(axis=0) if frame.format.is_planar else pcm.reshape(-1, frame.layout.nb_channels).mean(axis=1)
+                    audio_start = t if audio_start is None else audio_start
+                    audio.append(mono.astype(np.float32))
+        return PlayedStream(v.codec_context.name, a.codec_context.name, (v.codec_context.width, v.codec_context.height),
+                            a.codec_context.sample_rate, np.array(times), values,
+                            np.concatenate(audio) if audio else np.zeros(0, np.float32), audio_start)
+
+
 # ---------------------------------------------------------------------------
 # RTMPS: TLS in front of the ingest, as platforms that want rtmps:// run it
 

@@ -11,13 +11,12 @@ import asyncio
 import time
 
 import aiohttp
-import av
 import numpy as np
 import pytest
 
 from models.avatar.avatar import load_avatar
 from testing.live_measure import MouthMeter, best_lag, envelope
-from testing.rtmp_server import RtmpServer, open_stream, unavailable_reason
+from testing.rtmp_server import RtmpServer, play, unavailable_reason
 from testing.webrtc_client import LipstreamClient
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,41 +30,6 @@ def ingest():
         pytest.skip(unavailable_reason())
     with RtmpServer() as server:
         yield server
-
-
-def _play(url: str, seconds: float) -> dict:
-    """Decode ``seconds`` of the stream: frame times and pictures, audio and its start."""
-    pictures, times, audio, audio_start, info = [], [], [], None, {}
-    with open_stream(url, 30.0) as container:
-        v, a = container.streams.video[0], container.streams.audio[0]
-        info = {"video_codec": v.codec_context.name, "audio_codec": a.codec_context.name,
-                "size": (v.codec_context.width, v.codec_context.height), "rate": a.codec_context.sample_rate}
-        first = None
-        for packet in container.demux(v, a):
-            if packet.pts is None:
-                continue
-            ts = float(packet.pts * packet.time_base)
-            first = ts if first is None and packet.stream is v and packet.is_keyframe else first
-            if first is None:
-                continue
-            if ts - first > seconds:
-                break
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                continue
-            for frame in frames:
-                t = float(frame.pts * frame.time_base)
-                if packet.stream is v:
-                    times.append(t)
-                    pictures.append(frame.to_ndarray(format="gray"))
-                else:
-                    pcm = frame.to_ndarray()
-                    mono = pcm.mean(axis=0) if frame.format.is_planar else pcm.reshape(-1, frame.layout.nb_channels).mean(axis=1)
-                    audio_start = t if audio_start is None else audio_start
-                    audio.append(mono.astype(np.float32))
-    return {**info, "times": np.array(times), "pictures": pictures,
-            "audio": np.concatenate(audio) if audio else np.zeros(0, np.float32), "audio_start": audio_start}
 
 
 async def _events(client: LipstreamClient, out: list[dict]) -> None:
@@ -115,17 +79,16 @@ async def test_a_channel_streams_to_rtmp_in_sync_and_survives_an_ingest_outage(l
                 assert resp.status == 202
 
         speaker = asyncio.create_task(speak())
-        played = await asyncio.to_thread(_play, main, 7.0)
+        played = await asyncio.to_thread(play, main, 7.0, meter.score)
         await speaker
-        assert played["video_codec"] == "h264" and played["audio_codec"] == "aac" and played["size"] == (512, 512)
-        fps = (len(played["times"]) - 1) / (played["times"][-1] - played["times"][0])
+        assert played.video_codec == "h264" and played.audio_codec == "aac" and played.size == (512, 512)
+        fps = (len(played.times) - 1) / (played.times[-1] - played.times[0])
         assert 23.0 < fps < 27.0, f"{fps:.1f} fps at the player"
-        assert np.sqrt(np.mean(played["audio"] ** 2)) > 0.01, "no speech at the player"
+        assert np.sqrt(np.mean(played.audio ** 2)) > 0.01, "no speech at the player"
 
         # Lip sync at the player: mouth opening against the sound's energy.
-        scores = np.array([meter.score(p) for p in played["pictures"]])
-        t_a, rms = envelope(played["audio"], played["rate"], 0.01)
-        lag, r = best_lag(played["times"] + 0.02, scores, played["audio_start"] + t_a, rms, max_lag=0.25)
+        t_a, rms = envelope(played.audio, played.audio_rate, 0.01)
+        lag, r = best_lag(played.times + 0.02, np.array(played.values), played.audio_start + t_a, rms, max_lag=0.25)
         assert r > 0.4, f"mouth motion does not follow the audio at the player (r={r:.2f})"
         assert abs(lag) <= AV_BOUND_S, f"A/V offset {lag * 1000:.0f} ms at the player"
 
@@ -139,8 +102,8 @@ async def test_a_channel_streams_to_rtmp_in_sync_and_survives_an_ingest_outage(l
         await _until(lambda: sum(e.get("state") == "live" for e in events[seen:]) >= 2, 30, "live again")
         print(f"\nback live {time.monotonic() - back:.1f} s after the ingest returned; A/V {lag * 1000:.0f} ms (r={r:.2f})")
         assert all("key-123" not in str(e) and "key-456" not in str(e) for e in events), "a stream key leaked"
-        again = await asyncio.to_thread(_play, main, 2.0)
-        assert len(again["times"]) > 30
+        again = await asyncio.to_thread(play, main, 2.0, lambda gray: 0.0)
+        assert len(again.times) > 30
 
         async with http.get(url + f"/channels/{cid}/outputs") as resp:
             listing = (await resp.json())["outputs"]

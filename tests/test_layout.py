@@ -95,3 +95,14 @@ def test_benchmarks_use_no_test_modules() -> None:
     for p in sorted((ROOT / "bench").glob("*.py")):
         bad = [n for n in _imports(p) if _under(n, "tests")]
         assert not bad, f"bench/{p.name} imports {bad}"
+
+
+def test_integrations_are_thin_clients() -> None:
+    # integrations/ run in their own environments (pipecat needs protobuf >= 5, mediapipe < 5):
+    # they speak the server's HTTP/WebSocket/WHEP API and import nothing of lipstream.
+    files = sorted((ROOT / "integrations").rglob("*.py"))
+    assert files, "no integration found"
+    for p in files:
+        bad = [n for n in _imports(p) for f in ("live", "models", "tts", "studio", "testing", "bench")
+               if _under(n, f)]
+        assert not bad, f"{p.relative_to(ROOT)} imports {bad}"
