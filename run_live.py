@@ -34,7 +34,8 @@ def server_config(args: argparse.Namespace):
     return ServerConfig(host=args.host, port=args.port, data_dir=args.data_dir, max_sessions=args.max_sessions,
                         keep_results=args.keep_results, keep_bytes=int(args.keep_gb * 1e9),
                         keep_days=args.keep_days, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None,
-                        openai_tts=openai_tts_settings(args))
+                        openai_tts=openai_tts_settings(args),
+                        studio_backend=ray_studio_backend(args.ray) if args.ray else None)
 
 
 def openai_tts_settings(args: argparse.Namespace):
@@ -97,7 +98,20 @@ def _render(args: argparse.Namespace) -> int:
 def _batch(argv: list[str]) -> int:
     from studio.cli import batch_main
 
-    return batch_main(argv)
+    return batch_main(argv, ray_backend=ray_studio_backend)
+
+
+def ray_studio_backend(address: str):
+    """``--ray ADDRESS``: join the cluster; the studio's backend factory (Ray is imported only here)."""
+    try:
+        from scale.ray_cluster import ClusterUnavailable
+        from scale.ray_studio import backend_factory
+    except ImportError as exc:   # a message, not a traceback (main prints ValueErrors)
+        raise ValueError(f"--ray: {exc} (install it: pip install 'lipstream[ray]')") from None
+    try:
+        return backend_factory(address)
+    except ClusterUnavailable as exc:
+        raise ValueError(f"--ray: {exc}") from None
 
 
 def _avatar(args: argparse.Namespace) -> int:
@@ -128,6 +142,9 @@ def _non_negative(kind: type):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_live.py", description="lipstream: real-time lip-sync avatars")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where avatars, results and logs live")
+    parser.add_argument("--max-side", type=int, default=None, metavar="PX",
+                        help="new avatars keep their size up to PX on the long side (default 1920, "
+                             "or LIPSTREAM_MAX_SIDE); give it before the command")
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the live server (the default)")
@@ -144,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--token", default=None,
                        help="API token (or LIPSTREAM_TOKEN). Required on a non-loopback --host: generated and "
                             "printed if not given. Given on loopback, it is enforced there too")
+        p.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="render studio batches on the Ray cluster at ADDRESS (host:port of its head, or "
+                            "'auto'); this machine must be a node of it (pip install 'lipstream[ray]')")
         p.add_argument("--openai-tts-url", default=None, metavar="URL",
                        help="an OpenAI-compatible TTS server (POST URL/v1/audio/speech); adds voices openai:<voice>")
         p.add_argument("--openai-tts-model", default="tts-1", metavar="M", help="its model (default tts-1)")
@@ -178,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "batch":
         return _batch(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.max_side is not None:
+        # The environment carries it to the server's preparation processes and the studio's workers.
+        lo, hi = 128, 4096
+        if not lo <= args.max_side <= hi:
+            print(f"error: --max-side must be between {lo} and {hi} px", file=sys.stderr)
+            return 2
+        os.environ["LIPSTREAM_MAX_SIDE"] = str(args.max_side)
     handlers = {None: _serve, "serve": _serve, "render": _render, "avatar": _avatar}
     try:
         return handlers[args.command](args)

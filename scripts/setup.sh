@@ -13,7 +13,8 @@ stamp=.venv/.lipstream-setup-$(sha1sum pyproject.toml scripts/setup.sh | sha1sum
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[test]"
+  # The test suite runs the Ray scale-out tests on a local cluster; `make run` never needs Ray.
+  .venv/bin/pip install -q -e ".[test${want_test:+,ray}]"
   .venv/bin/pip install -q --no-deps "mediapipe==0.10.21"
   touch "$stamp"
 fi

@@ -15,8 +15,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from studio.config import StudioConfig, StudioPaths, usable_cores
+from studio.render_backend import BackendFactory
 from studio.jobs import BatchProgress, ItemStatus, StudioError
 from studio.storage import unique_name
 from studio.zip_export import ZipEntry, iter_zip
@@ -38,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("data"),
                    help="where the avatar cache lives (shared with the server)")
     p.add_argument("--checkpoint", type=Path, default=None, help="mouth model weights")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="render on the Ray cluster at ADDRESS (its head's host:port, or 'auto'); "
+                        "this machine must be one of its nodes (pip install 'lipstream[ray]')")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write a summary: per item its status, output file, error and Ray node")
     return p
 
 
-def batch_main(argv: list[str]) -> int:
+def batch_main(argv: list[str], ray_backend: Callable[[str], BackendFactory] | None = None) -> int:
+    """``ray_backend``: connects to a cluster and returns the studio's backend factory
+    (given by run_live.py, which composes the packages; the studio never imports Ray)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -54,8 +63,18 @@ def batch_main(argv: list[str]) -> int:
         return 2
     # No more render processes than videos: each one costs a second or two to start.
     workers = args.workers or min(len(args.videos), usable_cores())
+    backend = None
+    if args.ray is not None:
+        if ray_backend is None:
+            print("error: --ray is not available here", file=sys.stderr)
+            return 2
+        try:
+            backend = ray_backend(args.ray)
+        except (ValueError, ImportError, RuntimeError, ConnectionError) as exc:   # no Ray, no cluster there
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
-        config = StudioConfig(workers=workers, fps=args.fps, checkpoint=args.checkpoint)
+        config = StudioConfig(workers=workers, fps=args.fps, checkpoint=args.checkpoint, render_backend=backend)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -80,6 +99,8 @@ def _check_inputs(args: argparse.Namespace) -> list[str]:
         problems.append(f"--out {args.out} exists and is not a folder")
     if args.zip is not None and ("/" in args.zip or args.zip in ("", ".", "..")):
         problems.append("--zip takes a file name (it is written inside --out)")
+    if args.json is not None and args.json.is_dir():
+        problems.append(f"--json {args.json} is a folder")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         problems.append(f"--checkpoint {args.checkpoint}: no such file")
     return problems
@@ -106,7 +127,8 @@ async def _run(args: argparse.Namespace, config: StudioConfig) -> int:
                                taken={p.name for p in args.out.iterdir()})
         studio.start_batch(batch.id)
         n = len(args.videos)
-        print(f"{n} video(s) x {args.audio.name} on {studio.pool.size} render process(es)", file=sys.stderr)
+        where = "Ray cluster CPU(s)" if studio.pool.backend is not None else "render process(es)"
+        print(f"{n} video(s) x {args.audio.name} on {studio.pool.size} {where}", file=sys.stderr)
         reported: set[str] = set()
         with tqdm(total=n, unit="video", desc="batch", file=sys.stderr,
                   bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]{postfix}") as bar:
@@ -123,6 +145,8 @@ async def _run(args: argparse.Namespace, config: StudioConfig) -> int:
             print(f"batch: {snap.batch.error}", file=sys.stderr)
         results = studio.db.list_results(10_000, 0, batch.id)
         written = _deliver(studio, results, args.out)
+        if args.json is not None:
+            _write_summary(args.json, summary(studio, snap, results, written))
         if args.zip and written:
             zip_path = args.out / args.zip
             _write_zip([ZipEntry(p.name, p) for p in written], zip_path)
@@ -161,6 +185,30 @@ def _deliver(studio, results, out: Path) -> list[Path]:
         os.replace(tmp, dst)
         written.append(dst)
     return written
+
+
+def summary(studio, snap: BatchProgress, results, written: list[Path]) -> dict:
+    """The ``--json`` document: the batch and, per item in list order, its outcome."""
+    delivered = {r.item_id: str(p.resolve()) for r, p in zip(results, written)}
+    backend = studio.pool.backend
+    return {
+        "batch": snap.batch.id,
+        "status": snap.batch.status.value,
+        "error": snap.batch.error,
+        "backend": backend.name if backend is not None else "local",
+        "items": [{"video": v.video_name, "status": v.item.status.value, "output": delivered.get(v.item.id),
+                   "error": v.item.error, "node_id": backend.node_of(v.item.id) if backend is not None else None}
+                  for v in snap.items],
+    }
+
+
+def _write_summary(path: Path, document: dict) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _write_zip(entries: list[ZipEntry], path: Path) -> None:

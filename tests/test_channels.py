@@ -95,6 +95,17 @@ async def test_one_channel_renders_once_for_many_whep_viewers_who_all_see_and_he
             status, health = await _json(http, "GET", url + "/health")
             assert health["channels"] == 1
 
+            # Per viewer: the link as its receiver reports tell it (they come every few seconds).
+            async def reported() -> bool:
+                status, listing = await _json(http, "GET", url + f"/channels/{cid}/viewers")
+                return status == 200 and len(listing["viewers"]) == 3 and all(
+                    v["rtt_ms"] is not None and v["delay_ms"] >= 0 for v in listing["viewers"])
+            await _wait_for(reported, timeout=30, what="receiver reports from every viewer")
+            status, listing = await _json(http, "GET", url + f"/channels/{cid}/viewers")
+            assert all(v["video_codec"] == "h264" and v["frames_sent"] > 0 and v["lost_pct"] is not None
+                       for v in listing["viewers"]), listing
+            assert sum(v["mic"] for v in listing["viewers"]) == 0
+
             # A viewer leaves with DELETE on its Location; the others keep the stream.
             async with http.delete(url + viewers[1].whep_location) as resp:
                 assert resp.status == 200

@@ -279,6 +279,11 @@ async def test_push_to_talk_level_meter_outputs_links_and_health(live_server, tm
         health = await page.wait_for("document.getElementById('oa-health').textContent", timeout=20)
         assert re.fullmatch(r"delay \d+\.\d s · (good|fair|poor) connection", health), health
         await page.wait_for("document.getElementById('oa-viewers').textContent === '1 viewer'", timeout=20)
+        # Per viewer: its link in plain words, from the receiver reports the server gets.
+        line = await page.wait_for("(l => l && /round trip/.test(l.textContent) && l.textContent)"
+                                   "(document.querySelector('#oa-viewer-list li'))", timeout=30)
+        assert re.fullmatch(r"viewer 1: (good|fair|poor) connection, \d+\.\d\d s behind the server, "
+                            r"round trip \d+ ms, \d+ % lost", line), line
 
         # Links: absolute, with the view key; the background choice goes into the broadcast link.
         links = await page.evaluate("[document.getElementById('oa-link-broadcast').value, document.getElementById('oa-link-whep').value]")

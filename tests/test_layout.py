@@ -35,12 +35,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # The studio is mounted on the live server's app but never imports the server: what they share
     # lives in live.http.
     "studio": ("live.server", "live.rtc", "live.worker"),
+    # scale: the Ray scale-out (only under --ray).  It sits above the studio and the models and
+    # is imported only by run_live.py, the composition root: never by what the default path runs.
+    "scale": ("live.server", "live.rtc", "live.worker"),
 }
 
 
 def _modules() -> list[tuple[str, Path]]:
     out = []
-    for top in ("live", "models", "tts", "studio"):
+    for top in ("live", "models", "tts", "studio", "scale"):
         for p in sorted((ROOT / top).rglob("*.py")):
             mod = ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
             out.append((mod, p))
@@ -95,6 +98,25 @@ def test_benchmarks_use_no_test_modules() -> None:
     for p in sorted((ROOT / "bench").glob("*.py")):
         bad = [n for n in _imports(p) if _under(n, "tests")]
         assert not bad, f"bench/{p.name} imports {bad}"
+
+
+def test_only_the_scale_out_imports_ray() -> None:
+    for mod, path in _modules():
+        if _under(mod, "scale"):
+            continue
+        bad = [n for n in _imports(path) if _under(n, "ray") or _under(n, "scale")]
+        assert not bad, f"{mod} imports {bad}: Ray belongs to scale/ (run_live.py wires it in under --ray)"
+
+
+def test_the_default_path_loads_no_ray() -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys, run_live, studio.cli, studio.service, live.server.app; run_live.build_parser(); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'scale')))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_integrations_are_thin_clients() -> None:

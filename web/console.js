@@ -309,6 +309,8 @@
       state.channel = info;
       state.viewers = info.viewers;
       for (const o of info.outputs || []) mergeOutput(o);
+      // Each viewer's link as its receiver reports tell the server (round trip, loss) and the delay it adds.
+      try { state.viewerList = (await api("GET", `/channels/${id}/viewers`)).viewers; } catch (_) { state.viewerList = []; }
       renderChannel();
       if (info.state === "ended") loadChannels("");
     } catch (err) {
@@ -372,6 +374,7 @@
     $("oa-video").srcObject = null;
     state.outputs = {};
     state.viewers = null;
+    state.viewerList = [];
     clearHealth();
     setStatus(t("status.idle"));
   }
@@ -513,9 +516,22 @@
   function renderChannel() {
     const ch = state.channel;
     $("oa-viewers").textContent = ch && state.viewers != null ? t("onair.viewers", { n: state.viewers }) : "";
+    renderViewerList();
     renderLinks();
     renderOutputs();
     renderHealth();
+  }
+
+  function viewerWords(v, k) {
+    if (v.rtt_ms == null) return t("viewer.measuring", { n: k + 1 });
+    const quality = v.lost_pct > 5 || v.rtt_ms > 300 ? "health.poor" : v.lost_pct > 1 || v.rtt_ms > 120 ? "health.fair" : "health.good";
+    return t("viewer.line", { n: k + 1, delay: I.seconds(v.delay_ms / 1000, 2), quality: t(quality),
+                              rtt: I.ms(v.rtt_ms), lost: I.number(v.lost_pct) });
+  }
+
+  function renderViewerList() {
+    const list = state.channel ? (state.viewerList || []) : [];
+    $("oa-viewer-list").replaceChildren(...list.map((v, k) => el("li", { "data-viewer": v.viewer_id }, viewerWords(v, k))));
   }
 
   function absolute(path) { return path ? new URL(path, window.location.origin).href : ""; }

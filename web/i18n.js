@@ -97,6 +97,8 @@
 
     "health.delay": "delay {s}", "health.good": "good connection", "health.fair": "fair connection",
     "health.poor": "poor connection",
+    "viewer.line": "viewer {n}: {quality}, {delay} behind the server, round trip {rtt}, {lost} % lost",
+    "viewer.measuring": "viewer {n}: measuring…",
 
     "broadcast.retrying": "{reason} Retrying in {n} s.", "broadcast.lost": "The connection was lost.",
     "broadcast.stalled": "The picture stopped.", "broadcast.unreachable": "The server cannot be reached.",
@@ -224,6 +226,8 @@
     "links.hint": "任何拿到链接的人都能观看。在 OBS 中：来源 → 浏览器，粘贴直播画面页链接。",
 
     "health.delay": "延迟 {s}", "health.good": "连接良好", "health.fair": "连接一般", "health.poor": "连接较差",
+    "viewer.line": "观众 {n}：{quality}，比服务器晚 {delay}，往返 {rtt}，丢包 {lost}%",
+    "viewer.measuring": "观众 {n}：正在测量…",
 
     "broadcast.retrying": "{reason}{n} 秒后重试。", "broadcast.lost": "连接已断开。",
     "broadcast.stalled": "画面停止了。", "broadcast.unreachable": "无法连接服务器。",

@@ -129,9 +129,14 @@ def render_video(
     audio = np.asarray(audio, dtype=np.float32)
     render_times: list[float] = []
 
+    # The writer takes I420: the source frame's conversion is kept and only the mouth
+    # region is converted (models.render.picture), on the render thread.
+    as_i420 = width % 2 == 0 and height % 2 == 0
+
     def compose(i: int) -> np.ndarray:
         t = time.perf_counter()
-        image = compositor.compose(i, track.shape(i))
+        picture = compositor.compose(i, track.shape(i))
+        image = picture.i420() if as_i420 else picture.bgr()
         render_times.append(time.perf_counter() - t)
         return image
 
@@ -151,7 +156,7 @@ def render_video(
             if i + 1 < track.n_frames:
                 pending = pool.submit(compose, i + 1)
             t = time.perf_counter()
-            writer.write(image, frame_audio(audio, timeline, i))
+            (writer.write_i420 if as_i420 else writer.write)(image, frame_audio(audio, timeline, i))
             encode_s += time.perf_counter() - t
             if progress is not None:
                 progress(i + 1, track.n_frames)

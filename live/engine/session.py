@@ -27,6 +27,7 @@ from models.mouth.mouth_model import MouthPredictor
 from models.mouth.mouth_shape import MouthShape
 from models.mouth.mouth_tracker import MouthTracker
 from models.mouth.timeline import Timeline
+from models.render.picture import Picture
 
 # Raw audio kept behind the play position: enough to rewind the features after an
 # interrupt (one mel window) with room to spare.
@@ -42,7 +43,7 @@ class EngineConfig:
 @dataclass(frozen=True)
 class RenderedFrame:
     index: int               # position in the session timeline; pts = index / fps
-    image: np.ndarray        # BGR uint8, avatar resolution
+    picture: Picture         # source frame + mouth region: .i420() for encoders, .bgr() = image
     audio: np.ndarray        # int16 mono 16 kHz: the samples to play while this frame shows
     shape: MouthShape
     speaking: bool
@@ -50,6 +51,12 @@ class RenderedFrame:
     # (models.avatar.matte) keys this image.  A repeated picture (draw=False) keeps the
     # source of the picture it repeats.  -1: not drawn from an avatar frame.
     source_index: int = -1
+
+    @property
+    def image(self) -> np.ndarray:
+        """BGR uint8, avatar resolution, read-only (built on first use: encoders take
+        ``picture.i420()`` and never need the full BGR frame)."""
+        return self.picture.bgr()
 
 
 class BufferFullError(RuntimeError):
@@ -67,7 +74,7 @@ class LipSyncSession:
         self._next = 0                 # next frame to hand out
         self._ended = False            # offline: no more audio will come
         self._audio_end = 0            # end of the pushed audio; padding lies beyond it
-        self._last_image: np.ndarray | None = None   # repeated by next_frame(draw=False)
+        self._last_image: Picture | None = None      # repeated by next_frame(draw=False)
         self._last_source = -1                       # the avatar frame _last_image was drawn on
 
     # -- audio in ---------------------------------------------------------------

@@ -73,7 +73,8 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
                                  retention_max_bytes=config.keep_bytes,
                                  retention_max_age_days=config.keep_days,
                                  piper_voice_files=tuple(config.piper_voice_files),
-                                 remote_voices=remote_engines(config.openai_tts))
+                                 remote_voices=remote_engines(config.openai_tts),
+                                 render_backend=config.studio_backend)
     # Outermost first: errors become JSON, then the guard decides who may call what.
     app = web.Application(middlewares=[json_errors, guard], client_max_size=config.max_upload_bytes + (1 << 20))
     try:

@@ -3,6 +3,7 @@
     POST   /channels                        {"name"?, "avatar"?, "voice"?, "bitrate_kbps"?, "keyframe_s"?} -> 201 info
     GET    /channels                        {"channels": [info...], "max_channels"}
     GET    /channels/{id}                   info
+    GET    /channels/{id}/viewers           each viewer: codec, frames, round trip, loss, jitter, delay
     PATCH  /channels/{id}                   {"name"?, "voice"?} -> info
     DELETE /channels/{id}                   end it
     POST   /channels/{id}/say | /audio | /interrupt, GET /channels/{id}/events   as for sessions
@@ -125,6 +126,24 @@ async def list_channels(request: web.Request) -> web.Response:
 
 async def get_channel(request: web.Request) -> web.Response:
     return web.json_response(_channel(request).info())
+
+
+async def list_viewers(request: web.Request) -> web.Response:
+    """Each connected viewer: codec, frames, and its link as its receiver reports describe it."""
+    channel = _channel(request)
+    viewers = [v for v in channel.viewers.values() if v.connected]
+    links = await asyncio.gather(*(v.link() for v in viewers), return_exceptions=True)
+    rows = []
+    for v, link in zip(viewers, links):
+        stats = v.stats()
+        row = {k: stats[k] for k in ("viewer_id", "state", "video_codec", "background", "frames_sent", "frames_dropped", "mic")}
+        row.update(link if isinstance(link, dict) else {"rtt_ms": None, "lost_pct": None, "jitter_ms": None})
+        # What the server knows of this viewer's delay: when frames leave, plus half the round trip
+        # (the player's own jitter buffer comes on top; the page measures that itself).
+        lateness = max(0.0, channel.info()["frame_lateness_ms"]["p50"] or 0.0)   # frames may leave a little early
+        row["delay_ms"] = round(lateness + (row["rtt_ms"] or 0.0) / 2.0, 1)
+        rows.append(row)
+    return web.json_response({"viewers": rows})
 
 
 async def update_channel(request: web.Request) -> web.Response:
@@ -296,6 +315,7 @@ def setup_channel_routes(app: web.Application) -> None:
     r.add_get("/channels/{channel_id}", get_channel)
     r.add_patch("/channels/{channel_id}", update_channel)
     r.add_delete("/channels/{channel_id}", delete_channel)
+    r.add_get("/channels/{channel_id}/viewers", list_viewers)
     r.add_post("/channels/{channel_id}/say", say)
     r.add_post("/channels/{channel_id}/audio", speak_audio)
     r.add_post("/channels/{channel_id}/interrupt", interrupt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from live.rtc.signaling import IceServer
 from tts.openai_tts import OpenAiTtsSettings
@@ -40,6 +41,8 @@ class ServerConfig:
     keep_days: float = 0.0
     # Bearer token for the API (live/http/guard.py).  None: open on loopback, generated on any other address.
     token: str | None = None
+    # The studio's render backend factory (studio.render_backend); None = this machine's process pool.
+    studio_backend: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.fps <= 60.0:

@@ -194,6 +194,22 @@ class Viewer:
         except (MediaStreamError, WorkerDied, asyncio.CancelledError):
             pass
 
+    async def link(self) -> dict:
+        """What the viewer's RTCP receiver reports say about its link (round trip, loss, jitter)."""
+        out: dict = {"rtt_ms": None, "lost_pct": None, "jitter_ms": None}
+        if self.pc is None or self.closed:
+            return out
+        rates = {"video": 90.0, "audio": 48.0}     # RTP clock ticks per ms
+        for s in (await self.pc.getStats()).values():
+            if s.type != "remote-inbound-rtp" or s.kind not in rates:
+                continue
+            if s.roundTripTime is not None:
+                out["rtt_ms"] = round(s.roundTripTime * 1000.0, 1)
+            if s.kind == "audio":     # the sound is what a viewer misses first; video loss is repaired by PLI
+                out["lost_pct"] = round(100.0 * (s.fractionLost or 0) / 256.0, 1)
+                out["jitter_ms"] = round(s.jitter / rates["audio"], 1) if s.jitter is not None else None
+        return out
+
     def stats(self) -> dict:
         return {
             "viewer_id": self.id,

@@ -241,7 +241,7 @@ class WorkerLoop:
         cost = EncodeCost()
         pictures = ()
         if req.image:
-            pictures = self.encoders.encode(frame.image, frame.source_index, self._video_pts(index), cost)
+            pictures = self.encoders.encode(frame.picture, self._video_pts(index), cost)
         t0 = time.perf_counter()
         audio_packets = tuple(self.speech_encoder.encode(frame.audio))
         cost.encode_ms += (time.perf_counter() - t0) * 1000.0

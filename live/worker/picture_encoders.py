@@ -18,6 +18,7 @@ import numpy as np
 
 from live.rtc.video_encoder import VideoEncoder
 from live.worker.protocol import EncodedPicture, EncoderSettings, VideoVariant
+from models.render.picture import Picture
 
 # (BGR image, source frame index, "#rrggbb") -> the image with its background replaced
 Keyer = Callable[[np.ndarray, int, str], np.ndarray]
@@ -58,15 +59,14 @@ class PictureEncoders:
             for enc in self._encoders.values():
                 enc.set_bitrate(bitrate)
 
-    def encode(self, image: np.ndarray, source_index: int, pts: int, cost: EncodeCost) -> tuple[EncodedPicture, ...]:
+    def encode(self, picture: Picture, pts: int, cost: EncodeCost) -> tuple[EncodedPicture, ...]:
         i420_of: dict[str | None, np.ndarray] = {}
         out = []
         for variant, enc in self._encoders.items():
             t0 = time.perf_counter()
             i420 = i420_of.get(variant.background)
             if i420 is None:
-                picture = image if variant.background is None else self.keyer(image, source_index, variant.background)
-                i420 = i420_of[variant.background] = cv2.cvtColor(picture, cv2.COLOR_BGR2YUV_I420)
+                i420 = i420_of[variant.background] = self._i420(picture, variant)
             t1 = time.perf_counter()
             data = enc.encode(i420, pts)
             cost.convert_ms += (t1 - t0) * 1000.0
@@ -74,6 +74,16 @@ class PictureEncoders:
             # The encoder's own verdict: its periodic keyframes count too (an RTMP player starts at one).
             out.append(EncodedPicture(variant, data, enc.last_was_keyframe))
         return tuple(out)
+
+    def _i420(self, picture: Picture, variant: VideoVariant) -> np.ndarray:
+        # The plain picture comes as I420 with only its mouth region converted
+        # (models.render.picture); a keyed one is keyed on the full BGR frame.
+        if variant.background is None:
+            if picture.frames.i420_capable:
+                return picture.i420()
+            return cv2.cvtColor(picture.bgr(), cv2.COLOR_BGR2YUV_I420)
+        keyed = self.keyer(picture.bgr(), picture.source_index, variant.background)
+        return cv2.cvtColor(keyed, cv2.COLOR_BGR2YUV_I420)
 
     def _new(self, variant: VideoVariant) -> VideoEncoder:
         s = self.settings

@@ -37,6 +37,10 @@ RAW_FILE = "frames.raw"
 RAW_SHAPE_FILE = "frames_raw.json"
 JPEG_QUALITY = 92
 RAW_BUDGET = 1 << 30      # bytes; avatars larger than this stay JPEG-only
+# Decoded JPEG frames kept per store: 32 of them at 512², but a 1080×1920 frame is 6 MB,
+# so the count is also bounded in bytes (a session needs the frame on screen and the
+# few its mouths come from, not a history).
+LRU_BYTES = 48 * 2**20
 
 
 class FrameStoreWriter:
@@ -196,7 +200,7 @@ class FrameStore:
         image = self.decode(i)
         with self._lock:
             self._lru[i] = image
-            while len(self._lru) > self._cache_frames:
+            while len(self._lru) > max(1, min(self._cache_frames, LRU_BYTES // max(image.nbytes, 1))):
                 self._lru.popitem(last=False)
         return image
 
