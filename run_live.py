@@ -35,7 +35,8 @@ def server_config(args: argparse.Namespace):
                         keep_results=args.keep_results, keep_bytes=int(args.keep_gb * 1e9),
                         keep_days=args.keep_days, token=args.token or os.environ.get("LIPSTREAM_TOKEN") or None,
                         openai_tts=openai_tts_settings(args),
-                        studio_backend=ray_studio_backend(args.ray) if args.ray else None)
+                        studio_backend=ray_studio_backend(args.ray) if args.ray else None,
+                        channel_cluster=ray_channel_cluster(args.ray, args.ray_channel_cpus) if args.ray else None)
 
 
 def openai_tts_settings(args: argparse.Namespace):
@@ -114,6 +115,23 @@ def ray_studio_backend(address: str):
         raise ValueError(f"--ray: {exc}") from None
 
 
+def ray_channel_cluster(address: str, cpus: float):
+    """``serve --ray ADDRESS``: public channels run in Ray actors on the cluster's nodes."""
+    from live.server.channel_host import ChannelHost
+
+    if not cpus > 0:
+        raise ValueError(f"--ray-channel-cpus must be more than 0, got {cpus:g}")
+    try:
+        from scale.ray_channels import cluster_factory
+        from scale.ray_cluster import ClusterUnavailable
+    except ImportError as exc:
+        raise ValueError(f"--ray: {exc} (install it: pip install 'lipstream[ray]')") from None
+    try:
+        return cluster_factory(address, ChannelHost, cpus)
+    except ClusterUnavailable as exc:
+        raise ValueError(f"--ray: {exc}") from None
+
+
 def _avatar(args: argparse.Namespace) -> int:
     from models.avatar.avatar import list_avatars
 
@@ -162,8 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="API token (or LIPSTREAM_TOKEN). Required on a non-loopback --host: generated and "
                             "printed if not given. Given on loopback, it is enforced there too")
         p.add_argument("--ray", default=None, metavar="ADDRESS",
-                       help="render studio batches on the Ray cluster at ADDRESS (host:port of its head, or "
-                            "'auto'); this machine must be a node of it (pip install 'lipstream[ray]')")
+                       help="render studio batches and run live channels on the Ray cluster at ADDRESS (host:port "
+                            "of its head, or 'auto'); this machine must be a node of it (pip install 'lipstream[ray]')")
+        p.add_argument("--ray-channel-cpus", type=float, default=0.5, metavar="N",
+                       help="with --ray: the CPUs one live channel reserves on a node (default 0.5: "
+                            "about two 512 px streams per core)")
         p.add_argument("--openai-tts-url", default=None, metavar="URL",
                        help="an OpenAI-compatible TTS server (POST URL/v1/audio/speech); adds voices openai:<voice>")
         p.add_argument("--openai-tts-model", default="tts-1", metavar="M", help="its model (default tts-1)")

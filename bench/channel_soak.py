@@ -37,16 +37,32 @@ SENTENCES = ["Welcome back to the stream, everyone.", "Today we are looking at t
              "Thank you for the follow, and for all your questions.", "Let me check that for you right now."]
 
 
-def tree_rss_mb(root: int) -> float:
-    total = 0.0
+def _role(pid: int, root: int) -> str:
+    if pid == root:
+        return "server"
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    if "live.broadcast.sender" in cmd:
+        return "RTMP sender"
+    if "forkserver" in cmd:
+        return "engine worker" if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] != str(root) else "forkserver"
+    return "other"
+
+
+def tree_rss_mb(root: int) -> dict[str, float]:
+    """Resident memory of the server's process tree, by role (server, engine worker, RTMP sender ...)."""
+    out: dict[str, float] = {}
     for pid in process_tree(root):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024.0
+                    role = _role(pid, root)
+                    out[role] = out.get(role, 0.0) + int(line.split()[1]) / 1024.0
         except OSError:
             pass
-    return total
+    return out
 
 
 async def sync_at_player(url: str, meter: MouthMeter, speak) -> tuple[float, float]:
@@ -125,9 +141,16 @@ async def run(minutes: float, outage_s: float) -> dict:
                 for task in (listener, talker, sampler):
                     task.cancel()
             warm = [(t, m) for t, m in rss if t >= 180.0]
-            slope = float(np.polyfit([t for t, _ in warm], [m for _, m in warm], 1)[0]) * 600.0 if len(warm) > 3 else float("nan")
+
+            def slope(values: list[float]) -> float:
+                times = [t for t, _ in warm]
+                return float(np.polyfit(times, values, 1)[0]) * 600.0 if len(warm) > 3 else float("nan")
+
+            roles = sorted({role for _, m in warm for role in m})
+            by_role = {role: slope([m.get(role, 0.0) for _, m in warm]) for role in roles}
             return {"start": start_sync, "end": end_sync, "outages": outages, "output": output,
-                    "rss_first": rss[0][1], "rss_last": rss[-1][1], "slope": slope, "load": load_average()}
+                    "rss_first": sum(rss[0][1].values()), "rss_last": sum(rss[-1][1].values()),
+                    "slope": slope([sum(m.values()) for _, m in warm]), "by_role": by_role, "load": load_average()}
         finally:
             server.stop()
 
@@ -156,6 +179,7 @@ def main() -> None:
         *outage_rows,
         f"| memory of the server's process tree, first / last sample | {r['rss_first']:.0f} / {r['rss_last']:.0f} MB | |",
         f"| memory growth after 3 min warm-up | {r['slope']:+.1f} MB per 10 min | ≤ 5 |",
+        f"| … of which | {', '.join(f'{k} {v:+.1f}' for k, v in r['by_role'].items())} | |",
         f"| output at the end | {out['state']}, {out['bitrate_kbps']} kbps, {out['frames_sent']} frames sent, "
         f"{out['frames_dropped']} dropped, {out['reconnects']} reconnects | |",
         "",

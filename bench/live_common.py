@@ -37,10 +37,11 @@ class ServerProcess:
     data_dir: Path
 
     @classmethod
-    async def start(cls, data_dir: Path, max_sessions: int = 4, timeout: float = 180.0) -> "ServerProcess":
+    async def start(cls, data_dir: Path, max_sessions: int = 4, timeout: float = 180.0,
+                    extra_args: tuple[str, ...] = ()) -> "ServerProcess":
         port = free_port()
         cmd = [sys.executable, str(ROOT / "run_live.py"), "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data_dir), "--max-sessions", str(max_sessions)]
+               "--data-dir", str(data_dir), "--max-sessions", str(max_sessions), *extra_args]
         log = open(data_dir.parent / f"server-{port}.log", "w")
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         server = cls(proc, f"http://127.0.0.1:{port}", data_dir)

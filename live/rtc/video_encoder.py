@@ -78,7 +78,8 @@ class VideoEncoder:
         if self._ctx is None:
             self._ctx = self._open()
             self._force_keyframe = True
-        frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        # Wrapped, not copied (1-2 ms at 1080×1920): both encoders copy their input in encode().
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(i420), format="yuv420p")
         frame.pts = pts
         frame.time_base = VIDEO_TIME_BASE
         if self._force_keyframe:

@@ -124,6 +124,10 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     app.on_shutdown.append(end_sessions)
     setup_routes(app, config)
     setup_channel_routes(app)
+    if config.channel_cluster is not None:   # serve --ray: public channels run on the cluster's nodes
+        from live.server.remote_channels import setup_remote_channels
+
+        setup_remote_channels(app, config.channel_cluster)
     setup_agent_sockets(app)
     setup_avatar_routes(app, config, AVATAR_JOBS)
 

@@ -399,6 +399,7 @@ class Channel:
         self.last_activity = time.monotonic()
         u = Utterance(req.utterance_id, req.text, req.source, time.monotonic())
         self._utterances[u.id] = u
+        self._forget_done()     # a channel on air for days says thousands of things
         self.events.publish("speech_queued", utterance_id=u.id, text=u.text, source=u.source)
         return u
 
@@ -419,6 +420,10 @@ class Channel:
     def _forget_done(self) -> None:
         if len(self._utterances) > 200:
             for k in [k for k, u in self._utterances.items() if u.state == "done"][:-100]:
+                del self._utterances[k]
+        if len(self._utterances) > 400:
+            # Utterances whose end never came (their audio failed before playing): the oldest go too.
+            for k in list(self._utterances)[:-200]:
                 del self._utterances[k]
 
     # -- microphone and keyframes ----------------------------------------------

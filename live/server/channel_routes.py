@@ -33,6 +33,7 @@ from live.rtc.signaling import MAX_SDP_BYTES, Offer, SignalingError
 from live.server.channel import BROADCAST_VARIANT, Channel, ChannelSpec
 from live.server.channel_outputs import MAX_OUTPUTS, RtmpSink
 from live.server.routes import CONFIG, REGISTRY, TTS, events, interrupt, missing_avatar, say, speak_audio, stream_from_path
+from live.server.remote_channels import REMOTE_CHANNELS
 from live.server.session_registry import CapacityError, UnknownSession
 from live.server.tts_service import TtsError
 from live.worker.protocol import EncoderSettings
@@ -100,6 +101,8 @@ async def create_channel(request: web.Request) -> web.Response:
     missing = await missing_avatar(request.app, avatar)
     if missing:
         raise ApiError(missing, status=404)
+    if REMOTE_CHANNELS in request.app:   # serve --ray: the channel runs on a node of the cluster
+        return await request.app[REMOTE_CHANNELS].create(request, body, avatar)
     try:
         channel_id = registry.reserve()
     except CapacityError as e:
@@ -120,8 +123,10 @@ async def create_channel(request: web.Request) -> web.Response:
 
 async def list_channels(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
-    return web.json_response({"channels": [c.info() for c in registry.channels()],
-                              "max_channels": registry.max_sessions})
+    channels = [c.info() for c in registry.channels()]
+    if REMOTE_CHANNELS in request.app:   # serve --ray: and those on the cluster
+        channels += await request.app[REMOTE_CHANNELS].infos()
+    return web.json_response({"channels": channels, "max_channels": registry.max_sessions})
 
 
 async def get_channel(request: web.Request) -> web.Response:

@@ -43,6 +43,8 @@ class ServerConfig:
     token: str | None = None
     # The studio's render backend factory (studio.render_backend); None = this machine's process pool.
     studio_backend: Callable[[], Any] | None = None
+    # serve --ray: where public channels run (live.server.remote_channels.ChannelCluster factory); None = here.
+    channel_cluster: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.fps <= 60.0:

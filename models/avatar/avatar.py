@@ -1,6 +1,6 @@
 """Avatars: a person's video or photo, prepared once into a cache every session reuses.
 
-``prepare_avatar`` turns a source file into constant-fps frames (JPEG on disk, plus
+``prepare_avatar`` turns a source file into constant-fps frames (stored as I420: JPEG on disk, plus
 a memory-mapped raw copy when it fits ``frame_store.RAW_BUDGET`` and the caller will
 loop over it: ``raw_frames``),
 468 face landmarks per frame, per-frame mouth measurements and an idle-loop order.
@@ -160,6 +160,15 @@ class Avatar:
     def frame_readonly(self, i: int) -> np.ndarray:
         """Frame ``i`` without the copy, for callers that only read it."""
         return self._frames.get(int(i))
+
+    def frame_i420(self, i: int) -> np.ndarray:
+        """Frame ``i`` as stored: packed I420 (height*3/2, width) uint8, read-only."""
+        return self._frames.get_i420(int(i))
+
+    def region(self, i: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """BGR pixels of ``box`` (x0, y0, x1, y1) of frame ``i`` (read-only or fresh):
+        exactly ``frame_readonly(i)``'s, converting only the box."""
+        return self._frames.region(int(i), box)
 
     def use_frames(self, frames: list[np.ndarray]) -> None:
         """Serve frames from memory (``prepare_avatar(frames_out=...)``'s list)."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from models.avatar.avatar_errors import AvatarError, AvatarNotFoundError
 
-FORMAT_VERSION = 2   # 2: shot_ids; face data per shot (older caches are rebuilt)
+FORMAT_VERSION = 3   # 2: shot_ids; face data per shot. 3: frames stored as I420 (older caches are rebuilt)
 INFO_FILE = "info.json"
 ARRAY_NAMES = ("landmarks", "face_boxes", "face_sizes", "mouth_features", "face_found", "shot_ids",
                "loop_order")

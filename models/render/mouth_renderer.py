@@ -19,7 +19,8 @@ in over a few frames; at a cut it switches at once (``models.avatar.shots.paste_
 
 ``render_region`` returns only what changes (a ``models.render.picture.RegionEdit``,
 or None for a frame shown as stored): the live and offline paths composite and
-colour-convert that region alone.  ``render`` is the same edit written into a copy
+colour-convert that region alone.  Video frames are read as the BGR pixels of the
+regions used (``Avatar.region``), never as whole frames: frames are stored as I420.  ``render`` is the same edit written into a copy
 of the frame.
 
 One renderer serves one session: it remembers its previous library pick, so the
@@ -41,7 +42,7 @@ import numpy as np
 
 from models.avatar.shots import paste_weights
 from models.mouth.mouth_shape import MouthShape
-from models.render.blend import colour_transfer, composite, feather_mask
+from models.render.blend import colour_step, colour_transfer, composite, feather_mask
 from models.render.mouth_geometry import lip_outline, lower_face_outline
 from models.render.mouth_library import CLOSED_OPENNESS, OPEN_SLACK, LibraryPick, MouthLibrary
 from models.render.picture import RegionEdit
@@ -106,6 +107,7 @@ class MouthRenderer:
     def __init__(self, avatar) -> None:
         self.avatar = avatar
         self.kind = avatar.info.kind
+        self._hw = (int(avatar.info.height), int(avatar.info.width))
         self._landmarks = np.asarray(avatar.landmarks, np.float32)
         self._plans: _Lru[PhotoMouthPlan] = _Lru(PLAN_CACHE)
         self._crops: _Lru[_Crop] = _Lru(CROP_CACHE_BYTES, _crop_bytes)
@@ -153,9 +155,9 @@ class MouthRenderer:
         self._last = (i, key, pick)
         edit = self._render_video(i, shape, pick)
         if edit is not None and weight < 1.0:   # the face re-enters mid-shot: fade the mouth in
-            x0, y0, x1, y1 = edit.box
-            base = self.avatar.frame_readonly(i)[y0:y1, x0:x1]
-            edit = RegionEdit(x0, y0, cv2.addWeighted(edit.patch, weight, base, 1.0 - weight, 0.0))
+            base = self.avatar.region(i, edit.box)
+            edit = RegionEdit(edit.x, edit.y, cv2.addWeighted(edit.patch, weight, base, 1.0 - weight, 0.0),
+                              edit.changed)
         return edit
 
     # ---------------------------------------------------------------------- photo
@@ -189,7 +191,6 @@ class MouthRenderer:
 
     def _render_video(self, i: int, shape: MouthShape, pick: LibraryPick) -> RegionEdit | None:
         assert self._library is not None
-        frame = self.avatar.frame_readonly(i)
         j = pick.index
         crop, drop = self._crop(j), 0.0
         have = float(self._library.features[j, 0])
@@ -209,7 +210,7 @@ class MouthRenderer:
         lm_i, lm_j = self._landmarks[i], _apply(m, self._landmarks[j])
         s = float(np.linalg.norm(lm_i[263] - lm_i[33]))
         outlines = [lower_face_outline(lm_i), lower_face_outline(lm_j, jaw_drop=drop)]
-        x0, y0, x1, y1 = _box(np.concatenate(outlines), BOX_MARGIN * s, frame.shape[:2])
+        x0, y0, x1, y1 = _box(np.concatenate(outlines), BOX_MARGIN * s, self._hw)
         offset = np.array([x0, y0], np.float32)
         size = (y1 - y0, x1 - x0)
         # Frame j's pixel p lands at m·p in frame i; the crop and the region are offsets.
@@ -217,21 +218,29 @@ class MouthRenderer:
         shifted[:, 2] += m[:, :2] @ crop.origin - offset
         patch = cv2.warpAffine(crop.image, shifted, (size[1], size[0]), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
-        base = frame[y0:y1, x0:x1]
+        base = self.avatar.region(i, (x0, y0, x1, y1))
         alpha = feather_mask([o - offset for o in outlines], size, s, FEATHER, SHRINK,
                              patch=patch, base=base, reach=REACH)
-        patch = colour_transfer(patch, base, _skin_region(alpha, [lm_i, lm_j], offset, size, s))
-        return RegionEdit(x0, y0, composite(base, patch, alpha))
+        skin = _skin_region(alpha, [lm_i, lm_j], offset, size, s)
+        # Only where the mask is above zero does anything change: the colour match and the
+        # blend run there alone (at 1080p about half the region), and the edit is that box.
+        rows, cols = np.flatnonzero(alpha.max(axis=1) > 0), np.flatnonzero(alpha.max(axis=0) > 0)
+        if not len(rows):
+            return None
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        inner = (slice(r0, r1), slice(c0, c1))
+        base, alpha = base[inner], alpha[inner]
+        patch = colour_transfer(patch[inner], base, skin[inner], step=colour_step(s))
+        return RegionEdit(x0 + c0, y0 + r0, composite(base, patch, alpha), alpha > 0)
 
     def _crop(self, j: int) -> _Crop:
         """Frame ``j``'s lower face, generously bounded; decoded once and kept."""
         def make() -> _Crop:
-            frame = self.avatar.frame_readonly(j)
             lm = self._landmarks[j]
             s = float(np.linalg.norm(lm[263] - lm[33]))
-            x0, y0, x1, y1 = _box(lower_face_outline(lm, jaw_drop=0.3), CROP_MARGIN * s, frame.shape[:2])
+            x0, y0, x1, y1 = _box(lower_face_outline(lm, jaw_drop=0.3), CROP_MARGIN * s, self._hw)
             origin = np.array([x0, y0], np.float32)
-            return _Crop(frame[y0:y1, x0:x1].copy(), origin, lm - origin)
+            return _Crop(np.array(self.avatar.region(j, (x0, y0, x1, y1)), copy=True), origin, lm - origin)
         return self._crops.get(j, make)
 
     def _moved(self, j: int, crop: _Crop, shape: MouthShape) -> tuple[_Crop, float, tuple | None]:

@@ -1,16 +1,15 @@
 """A rendered frame as what it is: an avatar source frame plus the one region the renderer changed.
 
 Lip-sync edits a mouth region of a few percent of the frame.  At 1080×1920 a full
-BGR frame is 6 MB: copying it, pasting the mouth into the copy and converting the
-whole copy to the encoders' I420 cost more than the mouth itself.  So the renderer
-hands back a ``RegionEdit`` and a ``Picture`` builds what its consumer asks for:
+BGR frame is 6 MB: decoding it, pasting the mouth into a copy and converting the
+whole copy to the encoders' I420 cost more than the mouth itself.  Avatar frames are
+stored as I420 (``models.avatar.frame_store``), so the renderer reads only the BGR
+pixels of its region, hands back a ``RegionEdit``, and a ``Picture`` builds what its
+consumer asks for:
 
-* ``i420()``: the source frame's I420 (converted once per source frame and kept by
-  ``SourceFrames``, so a held source frame, a photo's short loop or a repeated
-  picture are not converted again), copied, with only the edited region converted
-  and written in.  cv2's BGR→I420 conversion works on 2×2 blocks, and edits are
-  widened to even pixel bounds, so the result is bit-identical to converting the
-  whole BGR picture;
+* ``i420()``: the stored I420 frame (no conversion at all), copied, with only the
+  edited region converted and written in; pixels the edit leaves as they were
+  (``RegionEdit.changed``) keep their stored values bit for bit;
 * ``bgr()``: the full BGR frame (background keying, files of frames, tests).
 
 A picture without an edit (no face, the frame's own mouth) is the source frame
@@ -19,25 +18,29 @@ itself: its arrays are the shared, read-only ones.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
-I420_CACHE_BYTES = 96 * 2**20   # per session: a 512² photo's whole idle loop, or ~30 frames at 1080×1920
+from models.avatar.i420 import Box, bgr_to_i420, even_box, i420_planes, write_region
+
+__all__ = ["Picture", "RegionEdit", "SourceFrames", "bgr_to_i420", "even_aligned", "i420_planes"]
 
 
 @dataclass(frozen=True)
 class RegionEdit:
-    """``patch`` (BGR uint8) replaces the frame's pixels from (x, y) on."""
+    """``patch`` (BGR uint8) replaces the frame's pixels from (x, y) on.  ``changed``
+    (bool, the patch's size; None: all of it) marks the pixels that may differ from the
+    frame's: the rest of the patch is the frame's own."""
 
     x: int
     y: int
     patch: np.ndarray
+    changed: np.ndarray | None = None
 
     @property
-    def box(self) -> tuple[int, int, int, int]:
+    def box(self) -> Box:
         h, w = self.patch.shape[:2]
         return self.x, self.y, self.x + w, self.y + h
 
@@ -48,43 +51,29 @@ class RegionEdit:
         return frame
 
 
-def even_aligned(edit: RegionEdit, frame: np.ndarray) -> RegionEdit:
-    """The same edit widened to even bounds with the frame's own (unchanged) pixels, so
-    its 4:2:0 chroma blocks are exactly the frame's."""
+def even_aligned(edit: RegionEdit, height: int, width: int, pixels: Callable[[Box], np.ndarray]) -> RegionEdit:
+    """The same edit widened to even bounds with the frame's own (unchanged) pixels,
+    ``pixels(box)`` being the frame's BGR pixels of a box, so its 4:2:0 chroma blocks
+    are exactly the frame's."""
     x0, y0, x1, y1 = edit.box
-    h, w = frame.shape[:2]
-    ax0, ay0 = x0 & ~1, y0 & ~1
-    ax1, ay1 = min(w, x1 + (x1 & 1)), min(h, y1 + (y1 & 1))
+    ax0, ay0, ax1, ay1 = even_box(edit.box, height, width)
     if (ax0, ay0, ax1, ay1) == (x0, y0, x1, y1):
         return edit
-    patch = frame[ay0:ay1, ax0:ax1].copy()
-    patch[y0 - ay0:y1 - ay0, x0 - ax0:x1 - ax0] = edit.patch
-    return RegionEdit(ax0, ay0, patch)
-
-
-def i420_planes(i420: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the Y, U and V planes of a packed (height*3/2, width) I420 array."""
-    flat = i420.reshape(-1)
-    n, q = height * width, height * width // 4
-    return (flat[:n].reshape(height, width), flat[n:n + q].reshape(height // 2, width // 2),
-            flat[n + q:n + 2 * q].reshape(height // 2, width // 2))
-
-
-def bgr_to_i420(bgr: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(bgr), cv2.COLOR_BGR2YUV_I420)
+    patch = np.array(pixels((ax0, ay0, ax1, ay1)), np.uint8, copy=True)
+    inner = (slice(y0 - ay0, y1 - ay0), slice(x0 - ax0, x1 - ax0))
+    patch[inner] = edit.patch
+    changed = np.zeros(patch.shape[:2], bool)
+    changed[inner] = True if edit.changed is None else edit.changed
+    return RegionEdit(ax0, ay0, patch, changed)
 
 
 class SourceFrames:
-    """An avatar's frames as BGR (from its store) and as I420, the conversions kept in
-    a least-recently-used cache bounded in bytes.  One per session (not thread-safe)."""
+    """An avatar's frames as stored (I420) and as BGR.  One per session."""
 
-    def __init__(self, avatar, budget_bytes: int = I420_CACHE_BYTES) -> None:
+    def __init__(self, avatar) -> None:
         self.avatar = avatar
         self.width, self.height = int(avatar.info.width), int(avatar.info.height)
-        self._budget = int(budget_bytes)
-        self._i420: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._used = 0
-        self.conversions = 0   # full-frame conversions done (what the cache saves shows here)
+        self.conversions = 0   # full-frame BGR→I420 conversions done: none, frames are stored as I420
 
     @property
     def i420_capable(self) -> bool:
@@ -93,20 +82,11 @@ class SourceFrames:
     def bgr(self, i: int) -> np.ndarray:
         return self.avatar.frame_readonly(i)
 
+    def region(self, i: int, box: Box) -> np.ndarray:
+        return self.avatar.region(i, box)
+
     def i420(self, i: int) -> np.ndarray:
-        hit = self._i420.get(i)
-        if hit is not None:
-            self._i420.move_to_end(i)
-            return hit
-        out = bgr_to_i420(self.bgr(i))
-        out.setflags(write=False)
-        self.conversions += 1
-        self._i420[i] = out
-        self._used += out.nbytes
-        while self._used > self._budget and len(self._i420) > 1:
-            _, old = self._i420.popitem(last=False)
-            self._used -= old.nbytes
-        return out
+        return self.avatar.frame_i420(i)
 
 
 class Picture:
@@ -118,8 +98,9 @@ class Picture:
     def __init__(self, frames: SourceFrames, source_index: int, edit: RegionEdit | None) -> None:
         self.frames = frames
         self.source_index = int(source_index)
-        if edit is not None and frames.i420_capable:
-            edit = even_aligned(edit, frames.bgr(self.source_index))
+        if edit is not None:
+            edit = even_aligned(edit, frames.height, frames.width,
+                                lambda box: frames.region(self.source_index, box))
         self.edit = edit
         self._bgr: np.ndarray | None = None
         self._i420: np.ndarray | None = None
@@ -146,17 +127,8 @@ class Picture:
                 self._i420 = base
             else:
                 out = base.copy()
-                self._write_region(out)
+                e = self.edit
+                write_region(out, self.frames.height, self.frames.width, e.x, e.y, e.patch, e.changed)
                 out.setflags(write=False)
                 self._i420 = out
         return self._i420
-
-    def _write_region(self, out: np.ndarray) -> None:
-        assert self.edit is not None
-        x0, y0, x1, y1 = self.edit.box
-        h, w = y1 - y0, x1 - x0
-        y, u, v = i420_planes(out, self.frames.height, self.frames.width)
-        ry, ru, rv = i420_planes(bgr_to_i420(self.edit.patch), h, w)
-        y[y0:y1, x0:x1] = ry
-        u[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = ru
-        v[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = rv
