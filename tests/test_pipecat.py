@@ -50,9 +50,10 @@ def speech_wav(tmp_path_factory):
 
 async def test_pipeline_speaks_in_sync_and_an_interruption_closes_the_lips(
         live_server, pipecat_python, meter, speech_wav, tmp_path):
-    # Turn 1 is spoken to the end; turn 2 is cut off 1.5 s in.
+    # Turn 1 is spoken to the end; turn 2 is cut off once 0.6 s of it has come out of the
+    # pipeline (an event, not a time: on a loaded machine the speech comes out later).
     run = await run_driver(pipecat_python, live_server.url, speech_wav, tmp_path / "run",
-                           "--turns", "2", "--interrupt-after", "1.5")
+                           "--turns", "2", "--interrupt-after", "0.6")
     r = run.result
     assert not r["errors"], r["errors"]
     tl = timeline(run, meter)
@@ -69,9 +70,10 @@ async def test_pipeline_speaks_in_sync_and_an_interruption_closes_the_lips(
 
     # The lips move with the sound that is pushed with them.
     idle = np.median(tl.score[tl.t_img < first["start"]])
-    speaking = (tl.t_img > first["start"]) & (tl.t_img < first["end"] + 0.5)
+    # (until the next turn begins: on a loaded machine the pipeline's output lags the TTS's input)
+    speaking = (tl.t_img > first["start"]) & (tl.t_img < cut["start"])
     assert tl.score[speaking].max() > idle + 10.0, "the mouth never opened"
-    assert tl.rms[(tl.t_aud > first["start"]) & (tl.t_aud < first["end"] + 0.5)].max() > 0.05, "no speech came out"
+    assert tl.rms[(tl.t_aud > first["start"]) & (tl.t_aud < cut["start"])].max() > 0.05, "no speech came out"
     lag, corr = av_lag(tl, first["start"] - 0.5, first["end"] + 1.0)
     assert corr > 0.3, f"mouth and sound do not match (r={corr:.2f})"
     assert abs(lag) <= AV_BOUND_S, f"lips {lag * 1000:+.0f} ms from the sound"

@@ -6,9 +6,11 @@
 Used by lipstream's tests/test_pipecat.py and bench/pipecat_latency.py, in the
 pipecat environment.  Each turn feeds the WAV (16-bit mono) as ``TTSAudioRawFrame``s
 of 20 ms at real time between ``TTSStartedFrame`` and ``TTSStoppedFrame``, as a
-streaming TTS would; with ``--interrupt-after S`` the last turn is cut off S seconds
-in by an ``InterruptionFrame`` (and the rest of its audio is never sent, as a TTS
-stops on an interruption).  A collector at the end of the pipeline records every
+streaming TTS would; with ``--interrupt-after S`` the last turn is cut off by an
+``InterruptionFrame`` once S seconds of its speech have come out of the pipeline (as
+a user barges in on what they hear; on a loaded machine that is later than S seconds
+after the turn began), and the rest of its audio is never sent, as a TTS stops on an
+interruption.  A collector at the end of the pipeline records every
 image and audio frame the service pushes.  ``--viewer`` also watches the channel
 with a plain WHEP client in the same process, to compare with.
 
@@ -48,6 +50,7 @@ from lipstream_pipecat.service import INTERRUPTIONS  # noqa: E402
 from lipstream_pipecat.whep import Received, WhepPlayer  # noqa: E402
 
 CHUNK_S = 0.02
+LOUD_RMS = 0.01       # an audio frame this loud carries speech (as testing/pipecat_measure.py counts it)
 
 
 class Collector(FrameProcessor):
@@ -62,6 +65,11 @@ class Collector(FrameProcessor):
         self.errors: list[str] = []
         self.passed: list[str] = []
         self.first_image = asyncio.Event()
+        self.audio_arrived = asyncio.Event()
+
+    def speech_heard_s(self, since: float) -> float:
+        """Seconds of loud audio pushed out of the pipeline since ``since`` (time.time())."""
+        return sum(a["n"] / a["rate"] for a in self.audio if a["t"] >= since and a["rms"] > LOUD_RMS)
 
     async def process_frame(self, frame: pf.Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -80,6 +88,7 @@ class Collector(FrameProcessor):
             self.audio.append({"t": now, "sender_time": meta.get("sender_time"), "rate": frame.sample_rate,
                                "n": len(pcm) // frame.num_channels, "rms": float(np.sqrt(np.mean(pcm ** 2)))
                                if len(pcm) else 0.0, "type": type(frame).__name__})
+            self.audio_arrived.set()
         elif isinstance(frame, INTERRUPTIONS):
             self.interrupts.append(now)
         elif isinstance(frame, pf.ErrorFrame):
@@ -100,14 +109,14 @@ def read_wav(path: Path) -> tuple[bytes, int]:
         return w.readframes(w.getnframes()), w.getframerate()
 
 
-async def speak(worker, pcm: bytes, rate: int, stop_after: float | None) -> dict:
+async def speak(worker, collector: Collector, pcm: bytes, rate: int, stop_after: float | None) -> dict:
     """One TTS turn at real time; returns when it started and (if cut) when it was interrupted."""
     step = int(rate * CHUNK_S) * 2
     await worker.queue_frame(pf.TTSStartedFrame())
     t0_wall, t0 = time.time(), time.monotonic()
     turn: dict = {"start": t0_wall, "interrupted": None}
     for k, i in enumerate(range(0, len(pcm), step)):
-        if stop_after is not None and k * CHUNK_S >= stop_after:
+        if stop_after is not None and collector.speech_heard_s(t0_wall) >= stop_after:
             turn["interrupted"] = time.time()
             await worker.queue_frame(pf.InterruptionFrame() if hasattr(pf, "InterruptionFrame")
                                      else INTERRUPTIONS[0]())
@@ -154,7 +163,7 @@ async def run(args) -> dict:
         await asyncio.sleep(args.lead)
         for n in range(args.turns):
             last = n == args.turns - 1
-            turns.append(await speak(worker, pcm, rate, args.interrupt_after if last else None))
+            turns.append(await speak(worker, collector, pcm, rate, args.interrupt_after if last else None))
             await asyncio.sleep(args.gap)
     finally:
         if viewer is not None:
@@ -187,7 +196,7 @@ def main() -> None:
     ap.add_argument("--wav", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--turns", type=int, default=1)
-    ap.add_argument("--interrupt-after", type=float)
+    ap.add_argument("--interrupt-after", type=float, help="cut the last turn after this much of its speech is heard")
     ap.add_argument("--lead", type=float, default=1.0, help="idle seconds before the first turn")
     ap.add_argument("--gap", type=float, default=1.5, help="seconds after each turn")
     ap.add_argument("--viewer", action="store_true")
