@@ -8,7 +8,6 @@ Clips are short and generated here: a 1 s 1080×1920 portrait talking head
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import av
 import numpy as np
