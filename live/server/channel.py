@@ -577,6 +577,10 @@ class Channel:
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
+    def typical_lateness_ms(self) -> float:
+        """How late frames typically leave (p50; 0 if they leave early or none has left yet)."""
+        return max(0.0, self._lateness.pct(50) or 0.0)
+
     def fps(self) -> float:
         times = [t for t in self._leave_times if t > time.monotonic() - 2.0]
         if len(times) < 2:

@@ -138,14 +138,14 @@ async def list_viewers(request: web.Request) -> web.Response:
     channel = _channel(request)
     viewers = [v for v in channel.viewers.values() if v.connected]
     links = await asyncio.gather(*(v.link() for v in viewers), return_exceptions=True)
+    # What the server knows of a viewer's delay: when frames leave, plus half the round trip
+    # (the player's own jitter buffer comes on top; the page measures that itself).
+    lateness = channel.typical_lateness_ms()
     rows = []
     for v, link in zip(viewers, links):
         stats = v.stats()
         row = {k: stats[k] for k in ("viewer_id", "state", "video_codec", "background", "frames_sent", "frames_dropped", "mic")}
         row.update(link if isinstance(link, dict) else {"rtt_ms": None, "lost_pct": None, "jitter_ms": None})
-        # What the server knows of this viewer's delay: when frames leave, plus half the round trip
-        # (the player's own jitter buffer comes on top; the page measures that itself).
-        lateness = max(0.0, channel.info()["frame_lateness_ms"]["p50"] or 0.0)   # frames may leave a little early
         row["delay_ms"] = round(lateness + (row["rtt_ms"] or 0.0) / 2.0, 1)
         rows.append(row)
     return web.json_response({"viewers": rows})
