@@ -8,7 +8,7 @@ starts more servers with other settings (capacity, timeouts).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -73,3 +73,17 @@ async def make_server(tmp_path: Path, avatar_root: Path) -> AsyncIterator[Callab
 @pytest.fixture
 async def live_server(make_server) -> LiveServer:
     return await make_server()
+
+
+@pytest.fixture(scope="module")
+def ray_scratch(tmp_path_factory) -> Iterator[Path]:
+    """The Ray nodes' scratch folder (tests/test_ray_*.py): every raylet, and so every worker, is
+    started from this process and inherits it."""
+    folder = tmp_path_factory.mktemp("ray_scratch")
+    old = os.environ.get("LIPSTREAM_RAY_SCRATCH")
+    os.environ["LIPSTREAM_RAY_SCRATCH"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("LIPSTREAM_RAY_SCRATCH", None)
+    else:
+        os.environ["LIPSTREAM_RAY_SCRATCH"] = old

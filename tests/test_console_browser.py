@@ -2,8 +2,6 @@
 languages (every string in web/i18n.js, none left in English on the Chinese page), the language
 switch, phone width, Enter/Shift+Enter, the script queue, push-to-talk, outputs, links, health,
 the avatar gallery, and the OBS broadcast page with its reconnects.
-
-Tests that need the channel API skip (with a reason naming it) when ``POST /channels`` answers 404.
 """
 
 from __future__ import annotations
@@ -42,8 +40,6 @@ async def _json(url: str, method: str, path: str, **kw) -> tuple[int, dict]:
 
 async def _channel(url: str, **body) -> dict:
     status, info = await _json(url, "POST", "/channels", json=body)
-    if status == 404:
-        pytest.skip("POST /channels answered 404: the channel API is not there yet")
     assert status == 201, info
     return info
 
@@ -175,8 +171,9 @@ async def test_the_language_switch_is_remembered(live_server):
         # Scripts re-render what they built: the status, the quick replies, the studio's buttons.
         assert await page.evaluate("document.getElementById('oa-ptt').textContent") == "按住说话"
         assert await page.evaluate("document.getElementById('st-start').textContent") == "开始"
-        await page.evaluate("location.reload()")
-        await page.wait_for(READY)
+        # A mark the reload wipes: READY alone could still be true of the old document.
+        await page.evaluate("window.beforeReload = true; location.reload()")
+        await page.wait_for(f"!window.beforeReload && ({READY})")
         assert await page.evaluate("window.lipstreamI18n.lang") == "zh"
         assert await page.evaluate("document.getElementById('tab-live').textContent") == "实时"
         assert await page.evaluate("localStorage.getItem('lipstream.lang')") == "zh"
@@ -352,8 +349,7 @@ async def test_outputs_show_their_state_in_plain_words_and_stop(live_server):
 
 
 async def test_console_screenshots_in_both_languages(live_server, tmp_path):
-    status, _ = await _json(live_server.url, "GET", "/channels")
-    channel = await _channel(live_server.url, name="Evening show") if status == 200 else None
+    channel = await _channel(live_server.url, name="Evening show")
     shots = []
     for lang in ("en", "zh"):
         async with Chromium.launch() as browser:
@@ -362,10 +358,9 @@ async def test_console_screenshots_in_both_languages(live_server, tmp_path):
             await page.evaluate("document.getElementById('oa-script-new').value = "
                                 + json.dumps("Welcome, everyone!\n欢迎大家来到直播间！\nToday: the new phone.")
                                 + "; document.getElementById('oa-script-add-btn').click()")
-            if channel is not None:
-                await _select(page, channel["channel_id"])
-                await _wait_playing(page)
-                await page.wait_for("document.getElementById('oa-health').textContent", timeout=20)
+            await _select(page, channel["channel_id"])
+            await _wait_playing(page)
+            await page.wait_for("document.getElementById('oa-health').textContent", timeout=20)
             await page.wait_for("[...document.querySelectorAll('#oa-gallery img')].every(i => i.complete && i.naturalWidth > 0)")
             shot = await page.screenshot(tmp_path / f"console_{lang}.png")
             REPORTS.mkdir(exist_ok=True)
@@ -420,8 +415,7 @@ async def test_broadcast_page_plays_with_sound_and_reconnects_by_itself(live_ser
     async with Chromium.launch() as browser:   # launched with autoplay allowed, as OBS does
         async with aiohttp.ClientSession() as http:
             async with http.get(link) as resp:
-                if resp.status == 404:
-                    pytest.skip("GET /broadcast/{id} answered 404: the route is not there yet")
+                assert resp.status == 200 and resp.content_type == "text/html", resp.status
         page = await browser.open(link)
         await page.wait_for("window.lipstreamBroadcast && window.lipstreamBroadcast.connected", timeout=30)
         await _wait_playing(page, "bc-video")

@@ -10,7 +10,6 @@ node.  Ray runs only here (marker ``ray``).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -31,19 +30,7 @@ AV_BOUND_S = 2.0 / FPS      # lips within two frames of the sound (the functiona
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ray_live_scratch")
-    old = os.environ.get("LIPSTREAM_RAY_SCRATCH")
-    os.environ["LIPSTREAM_RAY_SCRATCH"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("LIPSTREAM_RAY_SCRATCH", None)
-    else:
-        os.environ["LIPSTREAM_RAY_SCRATCH"] = old
-
-
-@pytest.fixture(scope="module")
-def cluster(scratch):
+def cluster(ray_scratch):
     from ray.cluster_utils import Cluster
 
     from scale.ray_cluster import connect

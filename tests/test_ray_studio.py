@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,20 +28,7 @@ STORE = 100 * 1024 * 1024   # object store per raylet: small, the machine is sha
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    # Every raylet (and so every worker) is started from this process: they inherit it.
-    folder = tmp_path_factory.mktemp("ray_scratch")
-    old = os.environ.get("LIPSTREAM_RAY_SCRATCH")
-    os.environ["LIPSTREAM_RAY_SCRATCH"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("LIPSTREAM_RAY_SCRATCH", None)
-    else:
-        os.environ["LIPSTREAM_RAY_SCRATCH"] = old
-
-
-@pytest.fixture(scope="module")
-def cluster(scratch):
+def cluster(ray_scratch):
     from ray.cluster_utils import Cluster
 
     from scale.ray_cluster import connect
@@ -75,7 +61,7 @@ def _videos(media, folder: Path, n: int) -> list[Path]:
     return out
 
 
-def test_cli_batch_spreads_over_the_nodes_and_writes_local_style_results(cluster, media, scratch, tmp_path):
+def test_cli_batch_spreads_over_the_nodes_and_writes_local_style_results(cluster, media, ray_scratch, tmp_path):
     videos = _videos(media, tmp_path / "in", 5)
     out, data = tmp_path / "out", tmp_path / "data"
     proc = subprocess.run(
@@ -109,7 +95,7 @@ def test_cli_batch_spreads_over_the_nodes_and_writes_local_style_results(cluster
     assert len(avatars) == 2, avatars
     # No temp file anywhere: not in --out, not in a node's scratch folder.
     assert not [p for p in out.rglob("*") if ".part-" in p.name]
-    assert not [p for p in (scratch / "renders").rglob("*") if p.is_file()]
+    assert not [p for p in (ray_scratch / "renders").rglob("*") if p.is_file()]
     assert [p.name for p in data.iterdir()] == ["avatars"]
 
 
@@ -162,7 +148,7 @@ async def test_a_node_removed_mid_batch_loses_no_item(cluster, media, tmp_path):
         await studio.stop()
 
 
-async def test_progress_and_cancel_reach_the_cluster(cluster, media, scratch, tmp_path):
+async def test_progress_and_cancel_reach_the_cluster(cluster, media, ray_scratch, tmp_path):
     from scale.ray_studio import backend_factory
     from studio.config import StudioConfig
     from studio.jobs import BatchStatus, ItemStatus
@@ -197,6 +183,6 @@ async def test_progress_and_cancel_reach_the_cluster(cluster, media, scratch, tm
         assert len(results) == statuses.count(ItemStatus.DONE)   # a cancelled item records nothing
         leftovers = [p for p in studio.paths.results.rglob("*") if p.is_file()]
         assert sorted(p.name for p in leftovers) == sorted(r.filename for r in results)
-        assert not [p for p in (scratch / "renders").rglob("*") if p.is_file()]
+        assert not [p for p in (ray_scratch / "renders").rglob("*") if p.is_file()]
     finally:
         await studio.stop()
