@@ -247,8 +247,8 @@ async def test_script_queue_reorders_skips_and_reads_in_order(live_server):
         # An edit is kept; the queue survives a reload.
         await page.evaluate("const t = document.querySelector('#oa-queue li:nth-child(2) .q-text');"
                             " t.value = 'Three, edited.'; t.dispatchEvent(new Event('input'))")
-        await page.evaluate("location.reload()")
-        await page.wait_for(READY)
+        await page.evaluate("window.beforeReload = true; location.reload()")
+        await page.wait_for(f"!window.beforeReload && ({READY})")
         await page.evaluate("document.getElementById('tab-onair').click()")
         assert await page.evaluate(texts) == ["Two.", "Three, edited.", "One."]
         assert await page.evaluate("[...document.querySelectorAll('#oa-queue li')].map(l => l.classList.contains('q-skipped'))") \
