@@ -131,6 +131,34 @@ def test_interrupt_drops_queued_speech_acknowledges_and_closes_the_lips(worker):
     assert not any(f.speaking for f in after[2:])
 
 
+def test_speech_streamed_in_real_time_pieces_opens_the_mouth_and_plays_whole(worker):
+    # An agent's audio socket: 20 ms pieces of one utterance, each pair arriving just
+    # before the frame that plays it.  (Each piece used to drop the idle padding and
+    # with it the voice activity, so the mouth stayed shut for the whole utterance.)
+    speech = _speech(2.0)
+    past = time.monotonic() - 10.0
+    frames = []
+    for i in range(3):      # idle: the engine's look-ahead is padded with silence
+        worker.send(RenderRequest(i, past, past, epoch=0))
+        frames.append(worker.frame())
+    pieces = [speech[k : k + 320] for k in range(0, len(speech), 320)]
+    for n, piece in enumerate(pieces):
+        worker.send(ClipAudio(Clip("u1", piece, "streamed", first=n == 0, last=n == len(pieces) - 1)))
+        if n % 2 == 1:
+            worker.send(RenderRequest(len(frames), past, past, epoch=0))
+            frames.append(worker.frame())
+    for _ in range(8):
+        worker.send(RenderRequest(len(frames), past, past, epoch=0))
+        frames.append(worker.frame())
+
+    assert max(f.openness for f in frames) > 0.2, "the streamed speech did not open the mouth"
+    assert sum(f.speaking for f in frames) >= 0.5 * len(speech) / 640, "speech was not seen as speech"
+    # What was played holds the utterance once, whole and without a gap.
+    played = np.concatenate([np.frombuffer(f.pcm, np.int16) for f in frames]).astype(np.float32) / 32768.0
+    start = int(np.flatnonzero(np.abs(played) > 1e-3)[0]) - int(np.flatnonzero(np.abs(speech) > 1e-3)[0])
+    assert start >= 0 and np.abs(played[start : start + len(speech)] - speech).max() < 2e-4
+
+
 def test_a_frame_waits_for_late_mic_audio_but_not_past_its_deadline(worker):
     speech = _speech(2.0)
     worker.send(MicAudio(speech[: worker.need(1)], time.monotonic()))

@@ -188,7 +188,14 @@ class WorkerLoop:
     def _start_clip(self, clip: Clip) -> None:
         cut = self.timeline.frame_start_sample(self.session.frames_out)
         idle = not self.feed.mic_flowing and self.feed.clip_backlog == 0 and self.last_openness == 0.0
-        if idle and self.real_end <= cut < self.feed.position:
+        # Only an utterance's head may jump the queue, and only if it already holds the
+        # next frame's whole need.  A streamed piece arriving at real time does not: with
+        # the padding dropped it would be padded again at once, and dropping padding resets
+        # voice activity, so a stream of 20 ms pieces kept the mouth shut for a whole
+        # utterance.  Such a stream plays after the padding, which then serves as its
+        # jitter buffer.
+        covers_need = len(clip.samples) >= self.timeline.samples_needed(self.session.frames_out) - cut
+        if clip.first and covers_need and idle and self.real_end <= cut < self.feed.position:
             # Only padding lies between the next frame and the stream's end: drop it so
             # the speech starts with the very next frame instead of one look-ahead later.
             self.session.interrupt()
