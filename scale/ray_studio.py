@@ -272,9 +272,11 @@ class RayBackend:
             flight.progress = ("preparing", min(reports[flight.avatar_key].fraction, PREP_SHARE))
         if not self._db.record_progress(item_id, *flight.progress) or flight.cancelled.is_set():
             return False
+        # No ray.cancel here: a task that had just begun (its first report not yet mirrored)
+        # would be interrupted while its caller heard "cancelled" at once, so the item ended
+        # before the node had removed its partial file.  The board's answer stops the task
+        # cooperatively instead; a task still queued stops at its first report, before any work.
         flight.cancelled.set()
-        if flight.ref is not None and not flight.started:   # still queued in Ray: it never needs to run
-            ray.cancel(flight.ref)
         return True
 
 
