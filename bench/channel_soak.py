@@ -12,6 +12,9 @@ at two thirds of the run and restarted after ``--outage-s``.  Figures:
   from the ingest's return to the output being live again (target ≤ 5 s);
 * resident memory of the server's process tree (server, engine worker, RTMP sender),
   growth per 10 minutes after a 3-minute warm-up, least squares (target ≤ 5 MB / 10 min).
+
+``LIPSTREAM_NO_HEAP_TRIM=1`` in the environment runs the server without its C-heap
+trimming (``live.server.native_heap``), to see what the trimming is worth.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +33,7 @@ import numpy as np
 from bench.channel_fanout import process_tree
 from bench.live_common import ServerProcess, load_average
 from bench.report import record
+from live.server.native_heap import DISABLE_ENV
 from models.avatar.avatar import load_avatar
 from testing.live_measure import MouthMeter, best_lag, envelope
 from testing.rtmp_server import RtmpServer, play
@@ -171,7 +176,8 @@ def main() -> None:
         outage_rows.append(f"| outage {i + 1}: reported on SSE / ingest back → output live | {reported} / {resume} | yes / ≤ 5 s |")
     lines = [
         f"{args.minutes:.0f} min, one channel → RTMP (nginx-rtmp on 127.0.0.1), a sentence every 15 s; the ingest "
-        f"killed twice for {args.outage_s:.0f} s.",
+        f"killed twice for {args.outage_s:.0f} s. The server's C-heap trimming (live.server.native_heap): "
+        f"{'off' if os.environ.get(DISABLE_ENV) else 'on'}.",
         "",
         "| figure | value | target |",
         "|---|---|---|",
