@@ -12,9 +12,6 @@ at two thirds of the run and restarted after ``--outage-s``.  Figures:
   from the ingest's return to the output being live again (target ≤ 5 s);
 * resident memory of the server's process tree (server, engine worker, RTMP sender),
   growth per 10 minutes after a 3-minute warm-up, least squares (target ≤ 5 MB / 10 min).
-
-``LIPSTREAM_NO_HEAP_TRIM=1`` in the environment runs the server without its C-heap
-trimming (``live.server.native_heap``), to see what the trimming is worth.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +29,6 @@ import numpy as np
 from bench.channel_fanout import process_tree
 from bench.live_common import ServerProcess, load_average
 from bench.report import record
-from live.server.native_heap import DISABLE_ENV
 from models.avatar.avatar import load_avatar
 from testing.live_measure import MouthMeter, best_lag, envelope
 from testing.rtmp_server import RtmpServer, play
@@ -153,7 +148,10 @@ async def run(minutes: float, outage_s: float) -> dict:
 
             roles = sorted({role for _, m in warm for role in m})
             by_role = {role: slope([m.get(role, 0.0) for _, m in warm]) for role in roles}
-            return {"start": start_sync, "end": end_sync, "outages": outages, "output": output,
+            # Steps or a slope?  The server's own RSS every 5 minutes (the outages at 1/3 and 2/3).
+            marks = list(range(0, int(minutes) + 1, 5))
+            server_at = [(m, min(rss, key=lambda s: abs(s[0] - 60.0 * m))[1].get("server", 0.0)) for m in marks]
+            return {"start": start_sync, "end": end_sync, "outages": outages, "output": output, "server_at": server_at,
                     "rss_first": sum(rss[0][1].values()), "rss_last": sum(rss[-1][1].values()),
                     "slope": slope([sum(m.values()) for _, m in warm]), "by_role": by_role, "load": load_average()}
         finally:
@@ -176,8 +174,7 @@ def main() -> None:
         outage_rows.append(f"| outage {i + 1}: reported on SSE / ingest back → output live | {reported} / {resume} | yes / ≤ 5 s |")
     lines = [
         f"{args.minutes:.0f} min, one channel → RTMP (nginx-rtmp on 127.0.0.1), a sentence every 15 s; the ingest "
-        f"killed twice for {args.outage_s:.0f} s. The server's C-heap trimming (live.server.native_heap): "
-        f"{'off' if os.environ.get(DISABLE_ENV) else 'on'}.",
+        f"killed twice for {args.outage_s:.0f} s.",
         "",
         "| figure | value | target |",
         "|---|---|---|",
@@ -186,6 +183,8 @@ def main() -> None:
         f"| memory of the server's process tree, first / last sample | {r['rss_first']:.0f} / {r['rss_last']:.0f} MB | |",
         f"| memory growth after 3 min warm-up | {r['slope']:+.1f} MB per 10 min | ≤ 5 |",
         f"| … of which | {', '.join(f'{k} {v:+.1f}' for k, v in r['by_role'].items())} | |",
+        f"| the server process over the run (minute: MB; outages at {args.minutes / 3:.0f} and "
+        f"{2 * args.minutes / 3:.0f} min) | {', '.join(f'{m}: {mb:.0f}' for m, mb in r['server_at'])} | |",
         f"| output at the end | {out['state']}, {out['bitrate_kbps']} kbps, {out['frames_sent']} frames sent, "
         f"{out['frames_dropped']} dropped, {out['reconnects']} reconnects | |",
         "",

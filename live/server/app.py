@@ -24,7 +24,6 @@ from live.server.avatar_routes import AvatarJobs, setup_avatar_routes
 from live.server.channel_routes import setup_channel_routes
 from live.server.config import ServerConfig
 from live.server.loop_monitor import LoopMonitor
-from live.server.native_heap import NativeHeap
 from live.server.routes import CONFIG, DEFAULT_AVATAR, LOOP, REGISTRY, TTS, setup_routes
 from live.server.session_registry import SessionRegistry
 from live.server.tts_service import TtsService, remote_engines
@@ -110,11 +109,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
         tts_warm = asyncio.ensure_future(app[TTS].warm_up())
         await warm
         app[LOOP].start()
-        heap = NativeHeap()
-        heap.limit_arenas()
-        trimming = asyncio.ensure_future(heap.run())
         yield
-        trimming.cancel()
         await app[LOOP].stop()
         tts_warm.cancel()
         await app[REGISTRY].close_all()
