@@ -55,7 +55,10 @@ class Interruption:
 
 
 def interruption(tl: Timeline, at: float, fps: float) -> Interruption:
-    closed_level = float(np.median(tl.score[(tl.t_img > at + 0.6) & (tl.t_img < at + 1.5)]))
+    after_cut = (tl.t_img > at + 0.6) & (tl.t_img < at + 1.5)
+    if not after_cut.any():   # a median of nothing would make every frame read as closed
+        raise ValueError("no image reached the end of the pipeline 0.6-1.5 s after the interruption")
+    closed_level = float(np.median(tl.score[after_cut]))
     is_open = tl.score > closed_level + OPEN_MARGIN
     before = (tl.t_img > at - 0.5) & (tl.t_img < at)
     after = np.flatnonzero(tl.t_img > at)
