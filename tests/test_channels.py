@@ -285,6 +285,10 @@ async def test_bad_channel_and_whep_requests_get_clear_errors(make_server):
                                   headers={"Content-Type": "application/sdp"})
         assert status == 413
 
+        # A player on another origin reads why it was refused (the error carries CORS too).
+        async with http.post(whep, data=sdp_head.encode(), headers={"Content-Type": "application/sdp",
+                                                                     "Origin": "https://player.example"}) as resp:
+            assert resp.status == 403 and resp.headers["Access-Control-Allow-Origin"] == "*"
         # CORS for WHEP players on other origins: preflight, and a real answer with the key.
         async with http.options(whep, headers={"Origin": "https://player.example",
                                                "Access-Control-Request-Method": "POST"}) as resp:

@@ -171,6 +171,11 @@ async def test_every_control_call_reaches_the_hosted_channel_and_delete_frees_it
             await ws.send_json({"type": "flush"})
             msg = await asyncio.wait_for(ws.receive_json(), 30)
             assert msg["type"] == "speech_queued" and msg["text"] == "Through the front.", msg
+        # A WHEP player on another origin without the key is refused by the front, readably (CORS).
+        async with http.post(base + "/whep", data=b"v=0\r\n", headers={"Content-Type": "application/sdp",
+                                                                         "Origin": "https://player.example"}) as resp:
+            assert resp.status == 403 and resp.headers.get("Access-Control-Allow-Origin") == "*"
+            assert "view key" in (await resp.json())["error"]
         # The host answers only the front: not a caller that found its address.
         hosted = front.app[REMOTE_CHANNELS].get(cid).hosted
         status, reply = await _json(http, "GET", f"{hosted.url}/channels/{cid}")

@@ -229,7 +229,8 @@ def _background(request: web.Request) -> str | None:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _whep_error(e: ApiError) -> web.Response:
+def whep_error(e: ApiError) -> web.Response:
+    """A WHEP route's error, readable by a player on another origin (also the Ray front's)."""
     return web.json_response({"error": str(e), **e.extra}, status=e.status, headers=_WHEP_CORS)
 
 
@@ -238,7 +239,7 @@ async def whep_offer(request: web.Request) -> web.Response:
     try:
         return await _whep_offer(request)
     except ApiError as e:
-        return _whep_error(e)
+        return whep_error(e)
 
 
 async def _whep_offer(request: web.Request) -> web.Response:
@@ -290,7 +291,7 @@ async def whep_delete(request: web.Request) -> web.Response:
         if viewer is None:
             raise ApiError(f"no viewer {request.match_info['viewer_id'][:40]!r} on this channel", status=404)
     except ApiError as e:
-        return _whep_error(e)
+        return whep_error(e)
     await channel.remove_viewer(viewer, "left (WHEP DELETE)")
     return web.Response(status=200, headers=_WHEP_CORS)
 

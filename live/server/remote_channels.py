@@ -184,7 +184,13 @@ class RemoteChannels:
         route = getattr(request.match_info.handler, "lipstream_access", None)
         if channel is None or (route is not None and route.level == PUBLIC):
             return await handler(request)   # a channel of this machine, or a page
-        operator = viewer_rights(request, channel.view_key) if route is not None and route.level == VIEWER else True
+        try:
+            operator = viewer_rights(request, channel.view_key) if route is not None and route.level == VIEWER else True
+        except ApiError as e:
+            from live.server.channel_routes import whep_delete, whep_error, whep_offer   # it imports this module
+            if request.match_info.handler in (whep_offer, whep_delete):
+                return whep_error(e)   # the player is on another origin: it must be able to read why
+            raise
         headers = self._host_headers(channel.hosted, request, operator, view_key=channel.view_key)
         query = {k: v for k, v in request.query.items() if k not in ("token", "key")}
         url = channel.hosted.url + request.path
