@@ -205,7 +205,7 @@ async def test_a_channel_on_the_second_node_streams_speaks_in_sync_and_ends_with
         assert info["node_id"] == cluster.second.node_id and info["state"] == "live"
         # The front hosts nothing itself; the second node is now full, so another channel finds no room.
         status, health = await _json(http, "GET", url + "/health")
-        assert health["channels"] == 0
+        assert health["channels"] == 0 and health["channels_on_cluster"] == 1
         status, reply = await _json(http, "POST", url + "/channels", json={"name": "one too many"})
         assert status == 503 and reply["reason"] == "capacity", reply
 

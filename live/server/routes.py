@@ -71,6 +71,8 @@ async def index(request: web.Request) -> web.FileResponse:
 
 @access(PUBLIC)
 async def health(request: web.Request) -> web.Response:
+    from live.server.remote_channels import REMOTE_CHANNELS   # it imports this module
+
     registry = request.app[REGISTRY]
     default = request.app[DEFAULT_AVATAR]
     if not default.done():
@@ -82,8 +84,9 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({
         "status": "ok",
         "sessions": len(registry.sessions()),
-        "channels": len(registry.channels()),
+        "channels": len(registry.channels()),                     # hosted by this process
         "max_sessions": registry.max_sessions,
+        **({"channels_on_cluster": len(request.app[REMOTE_CHANNELS])} if REMOTE_CHANNELS in request.app else {}),
         "default_avatar": avatar_state,
         "fps": request.app[CONFIG].fps,
         "event_loop_lag_ms": request.app[LOOP].summary(),
