@@ -11,8 +11,10 @@ file is gone however the task ends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,6 +38,35 @@ def scratch() -> Path:
     root = Path(os.environ.get("LIPSTREAM_RAY_SCRATCH") or Path(tempfile.gettempdir()) / "lipstream-ray")
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def sweep_orphans(folder: Path) -> list[Path]:
+    """Remove the partial files in ``folder`` whose writing process is gone.
+
+    A task cleans up after itself however it ends, except when its process dies: a
+    node lost mid-render, or a worker killed.  Temp names carry the writer's pid
+    (``studio.storage.temp_path_for``), so a node's next task can tell its own
+    neighbours' work in progress from a dead writer's leftovers.
+    """
+    removed = []
+    for path in folder.glob("*"):
+        m = re.search(re.escape(storage.PARTIAL_MARK) + r"(\d+)-", path.name)
+        if m is None or not path.is_file() or _alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True    # someone else's process (or a number no pid can be): not ours to judge
+    return True
 
 
 def node_id() -> str:
@@ -193,6 +224,7 @@ def render_task(spec: ItemSpec, features: Features, avatar: PackedAvatar, board)
 
     out = scratch() / "renders" / safe_name(spec.out_name)
     out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_orphans(out.parent)
     with storage.partial_file(out) as tmp:   # this node's temp file, gone however the task ends
         try:
             stats = render_video(loaded, features.track, features.audio, tmp, progress=on_frame,

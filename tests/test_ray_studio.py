@@ -158,6 +158,9 @@ async def test_progress_and_cancel_reach_the_cluster(cluster, media, ray_scratch
                           render_backend=backend_factory(cluster.address, progress_interval_s=0.1))
     studio = Studio(tmp_path / "data", config)
     await studio.start()
+    # The scratch folder is the module's: a node killed by the test before may have left a
+    # dead worker's partial file there (swept by the next task that renders on this machine).
+    before = {p for p in (ray_scratch / "renders").rglob("*") if p.is_file()}
     try:
         batch = studio.create_batch("cancel me")
         studio.add_local_files(batch.id, media.audio, _videos(media, tmp_path / "in", 6))
@@ -183,6 +186,22 @@ async def test_progress_and_cancel_reach_the_cluster(cluster, media, ray_scratch
         assert len(results) == statuses.count(ItemStatus.DONE)   # a cancelled item records nothing
         leftovers = [p for p in studio.paths.results.rglob("*") if p.is_file()]
         assert sorted(p.name for p in leftovers) == sorted(r.filename for r in results)
-        assert not [p for p in (ray_scratch / "renders").rglob("*") if p.is_file()]
+        assert not {p for p in (ray_scratch / "renders").rglob("*") if p.is_file()} - before
     finally:
         await studio.stop()
+
+
+def test_a_node_sweeps_the_partial_files_of_dead_writers_and_leaves_live_ones(tmp_path):
+    from scale.ray_tasks import sweep_orphans
+    from studio import storage
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)
+    orphan = tmp_path / f"clip__speech{storage.PARTIAL_MARK}{dead}-1.mp4"
+    orphan_inner = tmp_path / f".clip__speech{storage.PARTIAL_MARK}{dead}-1.mp4.0a1b2c3d4e5f.part"
+    working = storage.temp_path_for(tmp_path / "mine.mp4")       # this process: alive
+    finished = tmp_path / "done.mp4"
+    for p in (orphan, orphan_inner, working, finished):
+        p.write_bytes(b"x")
+    assert sorted(sweep_orphans(tmp_path)) == sorted([orphan, orphan_inner])
+    assert working.exists() and finished.exists()
