@@ -25,7 +25,7 @@ import ray
 
 from models.audio.pcm import SAMPLE_RATE
 from studio import storage
-from studio.pipeline import PREP_SHARE, JobCancelled, JobFailed, readable_reason
+from studio.pipeline import PREP_SHARE, JobCancelled, JobFailed, ThrottledProgress, readable_reason
 from studio.storage import safe_name
 
 # Files of a prepared avatar that are not shipped: the raw copy is a cache a node
@@ -131,32 +131,16 @@ class Rendered:
 
 # -- progress and cancel ---------------------------------------------------------------------
 
-class BoardProgress:
-    """Throttled progress reports to the caller's ``ProgressBoard``; raises JobCancelled
-    once the caller has cancelled ``key`` (the answer to every report)."""
+class BoardProgress(ThrottledProgress):
+    """A node's progress reports, to the caller's ``ProgressBoard`` (its answer is the cancel flag)."""
 
     def __init__(self, board, key: str, interval_s: float) -> None:
-        self.board, self.key, self.interval = board, key, interval_s
+        super().__init__(interval_s)
+        self.board, self.key = board, key
         self.node = node_id()
-        self.last = 0.0
-        self.stop = False
-        self.fraction = 0.0
 
-    def __call__(self, stage: str, fraction: float, force: bool = False) -> None:
-        self.fraction = fraction
-        now = time.monotonic()
-        if not self.stop and (force or now - self.last >= self.interval):
-            self.last = now
-            self.stop = bool(ray.get(self.board.report.remote(self.key, stage, fraction, self.node)))
-        if self.stop:
-            raise JobCancelled("cancelled")
-
-    def cancelled(self) -> bool:
-        try:
-            self("rendering", self.fraction)
-        except JobCancelled:
-            return True
-        return False
+    def _report(self, stage: str, fraction: float) -> bool:
+        return bool(ray.get(self.board.report.remote(self.key, stage, fraction, self.node)))
 
 
 # -- the tasks --------------------------------------------------------------------------------

@@ -207,32 +207,48 @@ class RenderOutcome:
     warnings: tuple[str, ...]
 
 
-class _Progress:
-    """Throttled progress writer that doubles as the render's cancel flag."""
+class ThrottledProgress:
+    """Progress reports at most every ``interval_s`` (or when forced), whose answer is the
+    cancel flag: once it says stop, every later call raises JobCancelled.  ``cancelled``
+    is the render's cancel check.  Subclasses say where a report goes (``_report``)."""
 
-    def __init__(self, job: RenderJob) -> None:
-        self.db = _db(job.db_path)
-        self.item_id = job.item_id
-        self.interval = job.progress_interval_s
+    def __init__(self, interval_s: float) -> None:
+        self.interval = interval_s
         self.last = 0.0
         self.stop = False
-        self.render_fraction = PREP_SHARE
+        self.fraction = 0.0
 
     def __call__(self, stage: str, fraction: float, force: bool = False) -> None:
+        self.fraction = fraction
         now = time.monotonic()
-        if force or now - self.last >= self.interval:
+        if not self.stop and (force or now - self.last >= self.interval):
             self.last = now
-            if self.db.record_progress(self.item_id, stage, fraction):
-                self.stop = True
+            self.stop = self._report(stage, fraction)
         if self.stop:
             raise JobCancelled("cancelled")
 
     def cancelled(self) -> bool:
         try:
-            self("rendering", self.render_fraction)
+            self("rendering", self.fraction)
         except JobCancelled:
             return True
         return False
+
+    def _report(self, stage: str, fraction: float) -> bool:
+        """Send one report; True if the item should stop."""
+        raise NotImplementedError
+
+
+class _Progress(ThrottledProgress):
+    """A local render's progress, written to the studio database."""
+
+    def __init__(self, job: RenderJob) -> None:
+        super().__init__(job.progress_interval_s)
+        self.db = _db(job.db_path)
+        self.item_id = job.item_id
+
+    def _report(self, stage: str, fraction: float) -> bool:
+        return self.db.record_progress(self.item_id, stage, fraction)
 
 
 def render(job: RenderJob) -> RenderOutcome:
@@ -276,7 +292,7 @@ def render(job: RenderJob) -> RenderOutcome:
     out, thumb = Path(job.out_path), Path(job.thumb_path)
 
     def on_frame(done: int, total: int) -> None:
-        progress.render_fraction = PREP_SHARE + (1 - PREP_SHARE) * done / max(total, 1)
+        progress.fraction = PREP_SHARE + (1 - PREP_SHARE) * done / max(total, 1)
 
     # Every way out of this block short of the commit (a cancel seen by any progress
     # write, a render, thumbnail or disk error) removes the temp file and the thumbnail.
