@@ -42,13 +42,18 @@ SIZES = (((1080, 1920), 440.0, 30.0), ((720, 1280), 293.0, 15.0))
 CODECS = ("vp8", "h264")
 
 
-def hd_avatar(cache: Path, size: tuple[int, int], face_px: float, seconds: float) -> Avatar:
+def hd_source(cache: Path, size: tuple[int, int], face_px: float, seconds: float) -> Path:
+    """The generated portrait talking head of this size and length (made once, kept in ``cache``)."""
     w, h = size
     src = cache / f"talking_{w}x{h}_{seconds:g}s.mp4"
     if not src.exists():
         print(f"generating {src.name} ...", flush=True)
         talking_head_video(src, cache, width=w, height=h, face_px=face_px, seconds=seconds)
-    info = prepare_avatar(src, cache)
+    return src
+
+
+def hd_avatar(cache: Path, size: tuple[int, int], face_px: float, seconds: float) -> Avatar:
+    info = prepare_avatar(hd_source(cache, size, face_px, seconds), cache)
     assert (info.width, info.height) == size, (info.width, info.height)
     return load_avatar(info.avatar_id, cache)
 

@@ -14,9 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
+from bench.hd_live import hd_source
 from bench.report import record
 from models.avatar.avatar import load_avatar, prepare_avatar
-from testing.hd_media import talking_head_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,10 +27,7 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=ROOT / "data" / "bench_hd")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
-    src = args.cache / f"talking_1080x1920_{args.seconds:g}s.mp4"
-    if not src.exists():
-        print(f"generating {src.name} ...", flush=True)
-        talking_head_video(src, args.cache, width=1080, height=1920, face_px=440, seconds=args.seconds)
+    src = hd_source(args.cache, (1080, 1920), 440.0, args.seconds)
     prep = args.cache / "prep"
     if prep.exists():
         import shutil
