@@ -1,16 +1,16 @@
-// Installed into the live page by bench/glass_to_glass.py once the page is connected with its microphone.
+// Installed into a page by bench/glass_to_glass.py once the page is connected with its microphone.
 // It records, on one clock, what enters the microphone and what comes back, without touching the page:
-//   - an AudioWorklet with two inputs (the local mic track, the received audio track) writes the RMS of
-//     each 128-sample render block with the block's AudioContext time: both envelopes share the block,
-//     so their difference needs no clock mapping;
+//   - an AudioWorklet with one input per track (the local mic track, then each received audio track)
+//     writes the RMS of each 128-sample render block with the block's AudioContext time: all envelopes
+//     share the block, so their differences need no clock mapping;
 //   - requestVideoFrameCallback grabs every displayed frame of the avatar's video element, keeps the
 //     gray mouth box and a 48×48 thumbnail of the face above it (what testing/live_measure.MouthMeter
 //     scores), stamped with the frame's expected display time (performance.now clock);
 //   - AudioContext.getOutputTimestamp pairs map the audio clock onto performance.now.
 // The benchmark takes the data back in batches with take(). The file is one function expression.
 
-async (mouthBox, upperBox, thumb) => {
-  const st = window.lipstream;
+// target: { mic: the local microphone track, heard: [received audio tracks], video: the avatar's element }.
+async (mouthBox, upperBox, thumb, target) => {
   const ctx = new AudioContext();
   await ctx.resume();
   const worklet = `
@@ -31,10 +31,9 @@ async (mouthBox, upperBox, thumb) => {
     }
     registerProcessor("envelopes", Envelopes);`;
   await ctx.audioWorklet.addModule(URL.createObjectURL(new Blob([worklet], { type: "text/javascript" })));
-  const node = new AudioWorkletNode(ctx, "envelopes", { numberOfInputs: 2, numberOfOutputs: 1, outputChannelCount: [1] });
-  const heardTrack = st.pc.getReceivers().find((r) => r.track && r.track.kind === "audio").track;
-  ctx.createMediaStreamSource(new MediaStream([st.micTrack])).connect(node, 0, 0);
-  ctx.createMediaStreamSource(new MediaStream([heardTrack])).connect(node, 0, 1);
+  const tracks = [target.mic, ...target.heard];
+  const node = new AudioWorkletNode(ctx, "envelopes", { numberOfInputs: tracks.length, numberOfOutputs: 1, outputChannelCount: [1] });
+  tracks.forEach((track, i) => ctx.createMediaStreamSource(new MediaStream([track])).connect(node, 0, i));
   node.connect(ctx.destination); // a node only runs while the graph pulls it; it outputs silence
 
   const probe = { env: [], clock: [], frames: [], bytes: [] };
@@ -44,7 +43,7 @@ async (mouthBox, upperBox, thumb) => {
     probe.clock.push([ts.contextTime, ts.performanceTime / 1000]);
   };
 
-  const video = document.getElementById("avatar-video");
+  const video = target.video;
   const [mx0, my0, mx1, my1] = mouthBox;
   const [ux0, uy0, ux1, uy1] = upperBox;
   const canvas = new OffscreenCanvas(video.videoWidth, video.videoHeight);

@@ -1,6 +1,7 @@
 """Glass to glass in a real browser: mic → ear and mic → lips, and the browser's share of them.
 
-    python -m bench.glass_to_glass [--seconds 60] [--targets default,0] [--no-record]
+    python -m bench.glass_to_glass [--seconds 60] [--rounds 2] [--passes "jitter=default&ptime=default,"]
+                                   [--lossy] [--no-record]
 
 The server runs as ``run_live.py`` in its own process.  Headless Debian Chromium opens the live page
 with a fake microphone that plays 24 short phrases of real speech (alsa-utils' recordings) separated
@@ -16,10 +17,23 @@ by 1 s of silence, and connects with it.  ``bench/glass_probe.js`` then records 
 - the browser's share from getStats over the pass: jitter buffer delay and target (audio, video),
   audio playout delay, concealed samples and video freezes.
 
-Each ``--targets`` entry is one pass with the page's ``?jitter=`` parameter: ``default`` leaves
-Chromium's own jitter buffer target (before), a number sets ``RTCRtpReceiver.jitterBufferTarget``
-in ms (after; the page's own default is 0).  Targets (issue 13): mic → ear p95 ≤ 200 ms with ≤ 0.5 %
-concealed audio and no freeze; mic → lips within ±40 ms of mic → ear.
+Each ``--passes`` entry is one pass: a live page query string (empty: the page as a user gets it), or
+``channel``: the On-air console's push-to-talk microphone drives a new channel, and two WHEP viewers of it
+listen -- the console's own view (jitter target 0, as the console sets it) and the broadcast page's
+receiver (the same ``WhepClient``, receive-only, with the browser's own jitter buffer, as
+``web/broadcast.js`` uses it), run inside the console's page so that every envelope shares the mic's
+audio clock.
+``jitter=default`` leaves Chromium's own jitter buffer target, a number sets
+``RTCRtpReceiver.jitterBufferTarget`` in ms (the page's own default is 0); ``ptime=default`` drops the
+server's request for 10 ms microphone packets (the browser then sends 20 ms ones).  The passes run
+``--rounds`` times, alternating, so a slow minute of the shared machine does not land on one setting
+alone; each setting's row pools its passes' phrases, and "per pass" shows the spread between sessions
+(each session's microphone lands at its own phase of the frame clock).  Targets (issue 13): mic → ear
+p95 ≤ 200 ms with ≤ 0.5 % concealed audio and no freeze; mic → lips within ±40 ms of mic → ear.
+
+``--lossy`` runs the server behind a link with 2 % loss and up to 30 ms of jitter each way
+(``bench.lossy_link``: user-space, as this kernel has no netem); target p95 < 400 ms, playing smoothly.
+Its figures go to their own section.
 """
 
 from __future__ import annotations
@@ -27,10 +41,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 
 from bench.live_common import ServerProcess, load_average, pct
@@ -47,6 +64,9 @@ GAP_S = 1.0
 THUMB = 48            # the MouthMeter thumbnail side
 QUIET_BEFORE_S = 0.5  # an onset needs this much quiet before it: one per phrase, not per syllable
 SEARCH_S = 1.0        # look for the echo of an onset this long after it
+LOSS_PCT, JITTER_MS = 2.0, 30.0   # --lossy: the issue's link
+LOSSY_WORDS = (f" behind a lossy link ({LOSS_PCT:g} % of datagrams dropped and each delayed by 0-{JITTER_MS:g} ms, "
+               "uniformly, both ways; user-space in the server's ICE sockets, bench/lossy_link.py: no netem here)")
 
 
 # ---------------------------------------------------------------------------
@@ -65,29 +85,57 @@ def microphone_file(folder: Path) -> Path:
 
 
 @dataclass
+class Listener:
+    """One receiver whose audio the probe taps next to the microphone."""
+
+    name: str
+    pc: str                  # JS: its RTCPeerConnection
+    lips: bool = False       # the probe's video element shows this receiver's picture
+
+
+@dataclass
 class Recording:
     """What one pass recorded: envelopes on the audio clock, frames on the performance clock."""
 
     target: str
-    env: list[list[float]] = field(default_factory=list)          # [ctx time, mic rms, heard rms]
+    listeners: list[Listener]
+    env: list[list[float]] = field(default_factory=list)          # [ctx time, mic rms, heard rms per listener]
     clock: list[list[float]] = field(default_factory=list)        # [ctx time, performance time] (s)
     frame_times: list[float] = field(default_factory=list)        # performance time (s)
     scores: list[float] = field(default_factory=list)             # mouth opening per frame
-    stats_before: dict = field(default_factory=dict)
+    stats_before: dict = field(default_factory=dict)              # listener name → its getStats summary
     stats_after: dict = field(default_factory=dict)
     page_delays_ms: list[float] = field(default_factory=list)     # what the page told the person
-    applied: dict = field(default_factory=dict)                   # jitterBufferTarget read back per kind
-    same_stream: bool = False
+    server_ms: list[float] = field(default_factory=list)          # of which the server's mic → frame (p50, from its stats)
+    applied: dict = field(default_factory=dict)                   # listener name → jitterBufferTarget read back per kind
+    same_stream: dict = field(default_factory=dict)               # listener name → audio and video in one stream
 
 
-STATS_JS = """window.lipstream.pc.getStats().then((report) => {
-  const out = {};
-  for (const s of report.values()) {
+def stats_js(pc: str) -> str:
+    return f"""({pc}).getStats().then((report) => {{
+  const out = {{}};
+  for (const s of report.values()) {{
     if (s.type === "inbound-rtp") out[s.kind] = s;
     if (s.type === "media-playout") out.playout = s;
-  }
+  }}
   return out;
-})"""
+}})"""
+
+
+def receiver_facts(pc: str) -> str:
+    """JS: the jitter targets read back per kind, and the stream ids (``a=msid``) of the remote
+    description's sections: one id for audio and video puts both in one sync group."""
+    return f"""(() => {{
+  const pc = {pc};
+  const targets = {{}};
+  for (const r of pc.getReceivers()) if (r.track) targets[r.track.kind] = ("jitterBufferTarget" in r) ? r.jitterBufferTarget : null;
+  const streams = {{}};
+  for (const part of pc.remoteDescription.sdp.split("\\r\\nm=").slice(1)) {{
+    const msid = part.match(/\\r\\na=msid:(\\S+)/);
+    if (msid && /^(audio|video) /.test(part)) streams[part.split(" ")[0]] = msid[1];
+  }}
+  return {{ targets, streams }};
+}})()"""
 
 
 async def take(page: Page, meter: MouthMeter, rec: Recording) -> None:
@@ -119,33 +167,98 @@ def mouth_score(meter: MouthMeter, thumb: np.ndarray, mouth: np.ndarray) -> floa
     return float(np.abs(mouth[:h, :w] - ref[:h, :w]).mean())
 
 
-async def run_pass(browser: Chromium, url: str, target: str, seconds: float, meter: MouthMeter) -> Recording:
-    rec = Recording(target)
-    page = await browser.open(f"{url}/?jitter={target}")
+PAGE_LISTENER = Listener("page", "window.lipstream.pc", lips=True)
+CONSOLE_LISTENER = Listener("console", "window.lipstreamConsole.client.pc", lips=True)
+BROADCAST_LISTENER = Listener("broadcast", "window.benchViewer.pc")
+
+
+async def run_pass(browser: Chromium, url: str, spec: str, seconds: float, meter: MouthMeter) -> Recording:
+    """One pass: ``channel`` (the On-air console's microphone drives a channel; its own WHEP view and a
+    broadcast page's WHEP client listen) or a live page query string (its session's own view listens)."""
+    if spec == "channel":
+        rec = Recording(spec, [CONSOLE_LISTENER, BROADCAST_LISTENER])
+        page, target = await open_channel(browser, url)
+    else:
+        rec = Recording(spec, [PAGE_LISTENER])
+        page, target = await open_live_page(browser, url, spec)
+    for listener in rec.listeners:
+        facts = await page.evaluate(receiver_facts(listener.pc))
+        rec.applied[listener.name] = facts["targets"]
+        streams = facts["streams"]
+        rec.same_stream[listener.name] = bool(streams.get("audio")) and streams.get("audio") == streams.get("video")
+    mouth, upper = meter_boxes(meter)
+    await page.evaluate(f"({PROBE.read_text()})({mouth}, {upper}, {THUMB}, {target})")
+    for listener in rec.listeners:
+        rec.stats_before[listener.name] = await page.evaluate(stats_js(listener.pc))
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    delay_js = "window.lipstream.delay" if spec != "channel" else "null"
+    while loop.time() < end:
+        await asyncio.sleep(2.0)
+        await take(page, meter, rec)
+        delay = await page.evaluate(f"{delay_js} && {delay_js}.totalMs")
+        server_ms = await page.evaluate(f"{delay_js} && {delay_js}.serverMs")
+        if delay is not None and server_ms is not None:
+            rec.page_delays_ms.append(float(delay))
+            rec.server_ms.append(float(server_ms))
+        if spec == "channel" and not await page.evaluate("window.lipstreamConsole.talking"):
+            raise RuntimeError("push-to-talk was released during the pass")
+    for listener in rec.listeners:
+        rec.stats_after[listener.name] = await page.evaluate(stats_js(listener.pc))
+    await page.evaluate("window.glassProbe.stop()")
+    if spec == "channel":
+        await page.evaluate("window.benchViewer.close()")
+    else:
+        await page.evaluate("document.getElementById('disconnect').click()")
+        await page.wait_for("window.lipstream.sessionId === null")
+    await page.send("Page.close")
+    return rec
+
+
+async def open_live_page(browser: Chromium, url: str, query: str) -> tuple[Page, str]:
+    page = await browser.open(f"{url}/?{query}")
     await page.wait_for("document.readyState === 'complete' && !!window.lipstream && !!window.lipstreamDelay")
     await page.evaluate("document.getElementById('mic-toggle').checked = true")
     await page.evaluate("document.getElementById('connect').click()")
     await page.wait_for("window.lipstream.micTrack && document.getElementById('avatar-video').currentTime > 2", timeout=40)
-    rec.applied = await page.evaluate("window.lipstream.jitterTargets")
-    ids = await page.evaluate("window.lipstream.streamIds")
-    rec.same_stream = bool(ids.get("audio")) and ids.get("audio") == ids.get("video")
-    mouth, upper = meter_boxes(meter)
-    await page.evaluate(f"({PROBE.read_text()})({mouth}, {upper}, {THUMB})")
-    rec.stats_before = await page.evaluate(STATS_JS)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while loop.time() < end:
-        await asyncio.sleep(2.0)
-        await take(page, meter, rec)
-        delay = await page.evaluate("window.lipstream.delay && window.lipstream.delay.totalMs")
-        if delay is not None and await page.evaluate("window.lipstream.delay.serverMs !== null"):
-            rec.page_delays_ms.append(float(delay))
-    rec.stats_after = await page.evaluate(STATS_JS)
-    await page.evaluate("window.glassProbe.stop()")
-    await page.evaluate("document.getElementById('disconnect').click()")
-    await page.wait_for("window.lipstream.sessionId === null")
-    await page.send("Page.close")
-    return rec
+    heard = "window.lipstream.pc.getReceivers().find((r) => r.track && r.track.kind === 'audio').track"
+    return page, (f"{{ mic: window.lipstream.micTrack, heard: [{heard}], "
+                  "video: document.getElementById('avatar-video') }")
+
+
+async def open_channel(browser: Chromium, url: str) -> tuple[Page, str]:
+    """A new channel on the default avatar, watched in the On-air console with push-to-talk held;
+    next to it, in the same page (one audio clock), the broadcast page's receiver: the same
+    ``WhepClient``, receive-only, at the browser's own jitter buffer, on the channel's viewer link."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url + "/channels", json={"name": f"glass-{time.monotonic_ns()}"}) as resp:
+            info = await resp.json()
+            if resp.status != 201:
+                raise RuntimeError(f"POST /channels: {resp.status} {info}")
+    cid = json.dumps(info["channel_id"])
+    page = await browser.open(f"{url}/?lang=en")
+    await page.wait_for("document.readyState === 'complete' && !!window.lipstreamConsole && !!window.lipstreamWhep")
+    await page.evaluate("document.getElementById('tab-onair').click()")
+    await page.wait_for("window.lipstreamConsole.available !== null", timeout=20)
+    await page.evaluate(f"window.lipstreamConsole.reload({cid})")
+    await page.wait_for(f"window.lipstreamConsole.channel && window.lipstreamConsole.channel.channel_id === {cid}")
+    await page.wait_for("document.getElementById('oa-video').currentTime > 2", timeout=60)
+    await page.evaluate("document.getElementById('oa-ptt').dispatchEvent(new PointerEvent('pointerdown', {bubbles: true}))")
+    await page.wait_for("window.lipstreamConsole.mic && window.lipstreamConsole.mic.track.enabled"
+                        " && window.lipstreamConsole.client.audioSender.track === window.lipstreamConsole.mic.track",
+                        timeout=10)
+    await page.evaluate("""(async () => {
+      const heard = new MediaStream();
+      window.benchViewer = new window.lipstreamWhep.WhepClient({
+        url: document.getElementById('oa-link-whep').value, onTrack: (ev) => heard.addTrack(ev.track) });
+      window.benchViewerStream = heard;
+      await window.benchViewer.connect();
+    })()""", timeout=30)
+    await page.wait_for("window.benchViewerStream.getAudioTracks().length === 1"
+                        " && window.benchViewer.pc.connectionState === 'connected'", timeout=30)
+    heard = lambda pc: f"{pc}.getReceivers().find((r) => r.track && r.track.kind === 'audio').track"  # noqa: E731
+    return page, (f"{{ mic: window.lipstreamConsole.mic.track, heard: [{heard(CONSOLE_LISTENER.pc)}, "
+                  f"{heard(BROADCAST_LISTENER.pc)}], video: document.getElementById('oa-video') }}")
 
 
 # ---------------------------------------------------------------------------
@@ -186,9 +299,10 @@ class Lags:
     phrases: int
 
 
-def lags(rec: Recording) -> Lags:
+def lags(rec: Recording, k: int) -> Lags:
+    """Lags of listener ``k`` (its lips only if the probe's video shows its picture)."""
     env = np.array(rec.env)
-    t, mic, heard = env[:, 0], smooth(env[:, 1], 4), smooth(env[:, 2], 4)   # 4 blocks ≈ 10 ms
+    t, mic, heard = env[:, 0], smooth(env[:, 1], 4), smooth(env[:, 2 + k], 4)   # 4 blocks ≈ 10 ms
     clock = np.array(rec.clock)
     to_perf = float(np.median(clock[:, 1] - clock[:, 0]))                  # audio clock → performance clock
     frames, scores = np.array(rec.frame_times) - to_perf, np.array(rec.scores)
@@ -198,7 +312,7 @@ def lags(rec: Recording) -> Lags:
     ear, lips, both = [], [], []
     for m in mic_onsets:
         e = first_after(t, heard, m, level(heard, 26))
-        lip = first_after(frames, scores, m - 0.1, mouth_open)
+        lip = first_after(frames, scores, m - 0.1, mouth_open) if rec.listeners[k].lips else None
         if e is not None:
             ear.append((e - m) * 1000)
         if lip is not None:
@@ -213,10 +327,11 @@ def mean_ms(after: dict, before: dict, total: str, count: str) -> float:
     return 1000 * (after.get(total, 0) - before.get(total, 0)) / n if n > 0 and total in after else float("nan")
 
 
-def browser_share(rec: Recording) -> dict[str, float]:
-    a0, a1 = rec.stats_before.get("audio", {}), rec.stats_after.get("audio", {})
-    v0, v1 = rec.stats_before.get("video", {}), rec.stats_after.get("video", {})
-    p0, p1 = rec.stats_before.get("playout", {}), rec.stats_after.get("playout", {})
+def browser_share(rec: Recording, k: int) -> dict[str, float]:
+    before, after = rec.stats_before[rec.listeners[k].name], rec.stats_after[rec.listeners[k].name]
+    a0, a1 = before.get("audio", {}), after.get("audio", {})
+    v0, v1 = before.get("video", {}), after.get("video", {})
+    p0, p1 = before.get("playout", {}), after.get("playout", {})
     received = a1.get("totalSamplesReceived", 0) - a0.get("totalSamplesReceived", 0)
     concealed = a1.get("concealedSamples", 0) - a0.get("concealedSamples", 0)
     return {
@@ -231,58 +346,85 @@ def browser_share(rec: Recording) -> dict[str, float]:
     }
 
 
-def row(rec: Recording) -> str:
-    lg, sh = lags(rec), browser_share(rec)
-    f = lambda xs: f"{pct(xs, 50):.0f} / {pct(xs, 95):.0f}"  # noqa: E731
-    page = f"{pct(rec.page_delays_ms, 50):.0f}" if rec.page_delays_ms else "–"
-    applied = ", ".join(f"{k} {v}" for k, v in sorted(rec.applied.items())) or "–"
-    return (f"| {rec.target} | {applied} | {len(lg.ear_ms)}/{lg.phrases} | {f(lg.ear_ms)} | {f(lg.lips_ms)} | "
-            f"{f(lg.lips_minus_ear_ms)} | {sh['audio_jb']:.0f} ({sh['audio_target']:.0f}) | "
+LABELS = {
+    "page": "live page `?{}`",
+    "console": "On-air console's own view (WHEP, push-to-talk)",
+    "broadcast": "broadcast page's WHEP client (receive-only, browser's own buffer)",
+}
+
+
+def row(recs: list[Recording], k: int) -> str:
+    """Listener ``k`` of one setting: its passes' phrases pooled; browser figures averaged over the passes."""
+    name = recs[0].listeners[k].name
+    lgs, shs = [lags(r, k) for r in recs], [browser_share(r, k) for r in recs]
+    ear = [x for lg in lgs for x in lg.ear_ms]
+    lips = [x for lg in lgs for x in lg.lips_ms]
+    both = [x for lg in lgs for x in lg.lips_minus_ear_ms]
+    sh = {k: float(np.nanmean([d[k] for d in shs])) for k in shs[0] if k not in ("freezes", "freeze_s")}
+    freezes, freeze_s = sum(d["freezes"] for d in shs), sum(d["freeze_s"] for d in shs)
+    f = lambda xs: f"{pct(xs, 50):.0f} / {pct(xs, 95):.0f}" if xs else "–"  # noqa: E731
+    per_pass = ", ".join(f"{pct(lg.ear_ms, 50):.0f}" for lg in lgs if lg.ear_ms)
+    server = [x for r in recs for x in r.server_ms]
+    page = [x for r in recs for x in r.page_delays_ms]
+    applied = ", ".join(f"{kind} {v}" for kind, v in sorted(recs[0].applied[name].items())) or "–"
+    label = LABELS[name].format(recs[0].target) if recs[0].target else "live page as served"
+    return (f"| {label} | {applied} | {len(ear)}/{sum(lg.phrases for lg in lgs)} | {f(ear)} | {per_pass} | "
+            f"{f(lips)} | {f(both)} | {sh['audio_jb']:.0f} ({sh['audio_target']:.0f}) | "
             f"{sh['video_jb']:.0f} ({sh['video_target']:.0f}) | {sh['playout']:.0f} | {sh['concealed_pct']:.2f} % | "
-            f"{sh['freezes']} ({sh['freeze_s']:.2f} s) | {page} | {'yes' if rec.same_stream else 'no'} |")
+            f"{freezes} ({freeze_s:.2f} s) | {pct(server, 50) if server else float('nan'):.0f} | "
+            f"{pct(page, 50) if page else float('nan'):.0f} | {'yes' if all(r.same_stream[name] for r in recs) else 'no'} |")
 
 
 # ---------------------------------------------------------------------------
 
 
-async def main_async(seconds: float, targets: list[str], do_record: bool) -> None:
+async def main_async(seconds: float, passes: list[str], rounds: int, lossy: bool, do_record: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="lipstream-g2g-") as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
         wav = microphone_file(Path(tmp))
-        server = await ServerProcess.start(data)
+        launcher = ("bench.lossy_link", "--loss-pct", str(LOSS_PCT), "--jitter-ms", str(JITTER_MS)) if lossy else ()
+        server = await ServerProcess.start(data, launcher=launcher)
         try:
             meter = MouthMeter(load_avatar("default", data / "avatars"))
             async with Chromium.launch(fake_audio=wav) as browser:
-                recs = [await run_pass(browser, server.url, target, seconds, meter) for target in targets]
+                recs = [await run_pass(browser, server.url, query, seconds, meter)
+                        for _ in range(rounds) for query in passes]
         finally:
             server.stop()
-    header = ("| jitter target | read back (ms) | phrases | mic → ear p50 / p95 ms | mic → lips p50 / p95 ms | "
-              "lips − ear p50 / p95 ms | audio jitter buffer (target) ms | video jitter buffer (target) ms | "
-              "audio playout ms | concealed | freezes | page says (ms, p50) | one sync group |")
+    header = ("| listener | jitter target read back (ms) | phrases | mic → ear p50 / p95 ms | per pass p50 ms | "
+              "mic → lips p50 / p95 ms | lips − ear p50 / p95 ms | audio jitter buffer (target) ms | "
+              "video jitter buffer (target) ms | audio playout ms | concealed | freezes | "
+              "server mic → frame (its stats: p50) ms | page says (ms, p50) | one sync group |")
     lines = [
-        f"Headless Debian Chromium on loopback, live page with a fake microphone (24 alsa-utils phrases, 1 s apart, "
-        f"looped), {seconds:.0f} s per pass, passes in one run, load {load_average():.2f}. Server, browser and "
+        f"Headless Debian Chromium on loopback{LOSSY_WORDS if lossy else ''}, live page with a fake microphone (24 alsa-utils phrases, 1 s apart, "
+        f"looped), {seconds:.0f} s per pass, {rounds} round(s) of alternating passes in one run, load "
+        f"{load_average():.2f}. Server, browser and "
         "measurement share the cores. mic → ear: phrase onset at the mic track → onset in the received track "
         "(WebAudio, after the jitter buffer; output device latency not included). mic → lips: → first displayed frame "
         "whose mouth opens (MouthMeter score). Browser figures: getStats means over the pass.",
         "",
         header,
         "|" + "---|" * (header.count("|") - 1),
-        *[row(r) for r in recs],
+        *[row([r for r in recs if r.target == spec], k) for spec in passes
+          for k in range(len(next(r for r in recs if r.target == spec).listeners))],
     ]
     print("\n".join(lines))
     if do_record:
-        record("bench/glass_to_glass.py", lines)
+        record("bench/glass_to_glass.py" + (" --lossy" if lossy else ""), lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="measured time per pass")
-    ap.add_argument("--targets", default="default,0", help="comma-separated ?jitter= values, one pass each")
+    ap.add_argument("--passes", default="jitter=default&ptime=default,,channel",
+                    help="comma-separated passes: a live page query string, or 'channel' (console + broadcast client); "
+                         "default: the live page before, as served, then a channel")
+    ap.add_argument("--rounds", type=int, default=2, help="times the passes run, alternating")
+    ap.add_argument("--lossy", action="store_true", help=f"{LOSS_PCT:g} % loss and 0-{JITTER_MS:g} ms jitter each way")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
-    asyncio.run(main_async(args.seconds, args.targets.split(","), not args.no_record))
+    asyncio.run(main_async(args.seconds, args.passes.split(","), max(1, args.rounds), args.lossy, not args.no_record))
 
 
 if __name__ == "__main__":

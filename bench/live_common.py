@@ -38,10 +38,14 @@ class ServerProcess:
 
     @classmethod
     async def start(cls, data_dir: Path, max_sessions: int = 4, timeout: float = 180.0,
-                    extra_args: tuple[str, ...] = ()) -> "ServerProcess":
+                    extra_args: tuple[str, ...] = (), launcher: tuple[str, ...] = ()) -> "ServerProcess":
+        """``launcher``: a module (and its options) that runs ``run_live.py``'s main after ``--``
+        (e.g. ``bench.lossy_link``); by default the script itself."""
         port = free_port()
-        cmd = [sys.executable, str(ROOT / "run_live.py"), "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data_dir), "--max-sessions", str(max_sessions), *extra_args]
+        args = ["--host", "127.0.0.1", "--port", str(port),
+                "--data-dir", str(data_dir), "--max-sessions", str(max_sessions), *extra_args]
+        program = ["-m", *launcher, "--"] if launcher else [str(ROOT / "run_live.py")]
+        cmd = [sys.executable, *program, *args]
         log = open(data_dir.parent / f"server-{port}.log", "w")
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         server = cls(proc, f"http://127.0.0.1:{port}", data_dir)

@@ -85,6 +85,20 @@ async def test_page_shows_the_delay_in_plain_words_and_lowers_the_jitter_buffer(
         assert 0 < delay["totalMs"] < 2000, delay
         assert words == f"You are heard {delay['totalMs'] / 1000:.1f} s later."
 
+        # The answer asked for 10 ms microphone packets (a=ptime) and Chromium sends them: about
+        # 100 a second where its own choice would be 50 (the packets' count over the stats' own clock).
+        rate = await page.evaluate("""(async () => {
+          const sent = async () => {
+            for (const s of (await window.lipstream.pc.getStats()).values())
+              if (s.type === 'outbound-rtp' && s.kind === 'audio') return [s.packetsSent, s.timestamp];
+          };
+          const [n0, t0] = await sent();
+          await new Promise((r) => setTimeout(r, 2000));
+          const [n1, t1] = await sent();
+          return 1000 * (n1 - n0) / (t1 - t0);
+        })()""")
+        assert 80 < rate < 120, f"microphone packets per second: {rate:.0f}"
+
         supported = await page.evaluate("window.lipstreamDelay.supported()")
         targets = await page.evaluate("window.lipstream.jitterTargets")
         if supported:

@@ -233,3 +233,21 @@ def test_catch_up_skips_every_other_picture_only_while_behind():
     assert late == [False, True, False, True, False, True]         # never two skips in a row
     assert policy.skipped == 3
     assert policy.draw(0.0, fps) and policy.draw(0.0, fps)          # back on time: all drawn again
+
+
+def test_the_answer_asks_for_10_ms_microphone_packets_only_where_we_receive_audio():
+    from live.rtc.signaling import MIC_PTIME_MS, ask_short_packets
+
+    sdp = "\r\n".join([
+        "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0", "a=sendrecv", "a=rtpmap:111 opus/48000/2",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96", "a=mid:1", "a=sendonly", "a=rtpmap:96 VP8/90000",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:2", "a=sendonly", "a=ptime:20", "a=rtpmap:111 opus/48000/2",
+        "",
+    ])
+    out = ask_short_packets(sdp).split("\r\n")
+    sections = "\r\n".join(out).split("m=")[1:]
+    assert f"a=ptime:{MIC_PTIME_MS}" in sections[0]            # the microphone's section
+    assert "a=ptime" not in sections[1]                         # video
+    assert "a=ptime" not in sections[2]                         # audio we only send
+    assert out[-1] == "" and out[:4] == sdp.split("\r\n")[:4]   # the rest untouched, CRLF kept

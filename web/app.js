@@ -131,7 +131,7 @@
         avatar: $("avatar-select").value,
       });
       state.sessionId = answer.session_id;
-      await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+      await pc.setRemoteDescription({ sdp: window.lipstreamDelay.answerSdp(answer.sdp), type: answer.type });
       listen(answer.session_id);
       state.delayMeter = new window.lipstreamDelay.DelayMeter(pc);
       state.statsTimer = setInterval(receivedStats, 1000);

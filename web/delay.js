@@ -41,6 +41,14 @@
     }
   }
 
+  // The server's answer asks for 10 ms microphone packets (a=ptime: a sample then waits at most 10 ms
+  // in the browser's Opus encoder instead of 20). `?ptime=default` drops the request, so the browser
+  // sends its own 20 ms packets: for benchmarks, the "before".
+  function answerSdp(sdp) {
+    if (new URLSearchParams(window.location.search).get("ptime") !== "default") return sdp;
+    return sdp.split("\r\n").filter((line) => !line.startsWith("a=ptime:")).join("\r\n");
+  }
+
   // Totals from one getStats report, per media kind: the browser counts since the start, so the
   // meter works on differences between two samples.
   function totals(report) {
@@ -109,5 +117,5 @@
     }
   }
 
-  window.lipstreamDelay = { targetMs, supported, applyTarget, DelayMeter, totalMs, words };
+  window.lipstreamDelay = { targetMs, supported, applyTarget, answerSdp, DelayMeter, totalMs, words };
 })();

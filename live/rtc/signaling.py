@@ -158,6 +158,36 @@ def _negotiated_video_codec(video: RTCRtpTransceiver) -> str | None:
 
 
 async def answer(pc: RTCPeerConnection) -> RTCSessionDescription:
-    """Create and apply the answer (aiortc gathers all ICE candidates first: no trickle)."""
+    """Create and apply the answer (aiortc gathers all ICE candidates first: no trickle).
+
+    The client gets it with ``a=ptime`` asking for 10 ms microphone packets (see ``ask_short_packets``)."""
     await pc.setLocalDescription(await pc.createAnswer())
-    return pc.localDescription
+    local = pc.localDescription
+    return RTCSessionDescription(sdp=ask_short_packets(local.sdp), type=local.type)
+
+
+MIC_PTIME_MS = 10
+
+
+def ask_short_packets(sdp: str) -> str:
+    """Ask the client to send its microphone in ``MIC_PTIME_MS`` packets.
+
+    A browser's Opus packets hold 20 ms by default, so the newest sample of each waits up
+    to 20 ms on the client before it is sent; the engine renders a frame the moment the
+    last sample it needs arrives, so that wait is the voice's delay.  ``a=ptime`` is the
+    receiver's wish (RFC 4566); Chromium's Opus encoder follows it.  Only audio sections in
+    which we receive get it; aiortc ignores the line in what it sends.
+    """
+    lines = sdp.split("\r\n")
+    out: list[str] = []
+    audio = False
+    for line in lines:
+        if line.startswith("m="):
+            audio = line.startswith("m=audio ")
+        elif audio and line in ("a=sendrecv", "a=recvonly"):
+            out += [line, f"a=ptime:{MIC_PTIME_MS}"]
+            continue
+        elif audio and line.startswith("a=ptime:"):
+            continue
+        out.append(line)
+    return "\r\n".join(out)
