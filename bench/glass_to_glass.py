@@ -13,7 +13,10 @@ by 1 s of silence, and connects with it.  ``bench/glass_probe.js`` then records 
   buffer and decoder, just before the audio output (whose own latency is not included);
 - every displayed frame of the avatar (requestVideoFrameCallback, expected display time), scored like
   the server-side tests score mouths (``testing.live_measure.MouthMeter``): **mic → lips** is the lag to
-  the first frame whose mouth opens for the phrase;
+  the first frame whose mouth opens for the phrase, and **lips − voice**, the lag that best correlates the
+  displayed mouth opening with the heard loudness over the whole pass (``testing.live_measure.best_lag``,
+  as the server-side sync tests measure it): a phrase starting on "f" or "s" opens the mouth only at its
+  vowel, which the onset lag counts and the correlation does not;
 - the browser's share from getStats over the pass: jitter buffer delay and target (audio, video),
   audio playout delay, concealed samples and video freezes.
 
@@ -54,7 +57,7 @@ from bench.live_common import ServerProcess, load_average, pct
 from bench.report import record
 from models.avatar.avatar import load_avatar
 from testing.browser import Chromium, Page
-from testing.live_measure import MouthMeter
+from testing.live_measure import MouthMeter, best_lag
 from testing.media import speech_with_gaps, write_wav
 
 PROBE = Path(__file__).with_name("glass_probe.js")
@@ -64,6 +67,7 @@ GAP_S = 1.0
 THUMB = 48            # the MouthMeter thumbnail side
 QUIET_BEFORE_S = 0.5  # an onset needs this much quiet before it: one per phrase, not per syllable
 SEARCH_S = 1.0        # look for the echo of an onset this long after it
+FPS = 25.0            # the live page's frame rate
 LOSS_PCT, JITTER_MS = 2.0, 30.0   # --lossy: the link
 LOSSY_WORDS = (f" behind a lossy link ({LOSS_PCT:g} % of datagrams dropped and each delayed by 0-{JITTER_MS:g} ms, "
                "uniformly, both ways; user-space in the server's ICE sockets, bench/lossy_link.py: no netem here)")
@@ -297,6 +301,8 @@ class Lags:
     lips_ms: list[float]
     lips_minus_ear_ms: list[float]
     phrases: int
+    sync_ms: float | None = None   # lips − voice over the whole pass, by cross-correlation
+    sync_r: float | None = None
 
 
 def lags(rec: Recording, k: int) -> Lags:
@@ -319,7 +325,15 @@ def lags(rec: Recording, k: int) -> Lags:
             lips.append((lip - m) * 1000)
         if e is not None and lip is not None:
             both.append((lip - e) * 1000)
-    return Lags(ear, lips, both, len(mic_onsets))
+    out = Lags(ear, lips, both, len(mic_onsets))
+    if rec.listeners[k].lips and len(frames) > 25:
+        # Onsets time the first opening frame, which for a phrase starting on "f" or "s" comes with the
+        # vowel after it: phonetics, not sync. The whole pass's mouth opening against the loudness of
+        # the voice as heard (as the server-side sync tests compare them) measures the offset itself.
+        # A frame shows the mouth of its midpoint (models/mouth/timeline.py): half a frame after it appears.
+        lag, r = best_lag(frames + 0.5 / FPS, scores, t, heard, max_lag=0.25)
+        out.sync_ms, out.sync_r = -1000.0 * lag, r
+    return out
 
 
 def mean_ms(after: dict, before: dict, total: str, count: str) -> float:
@@ -364,12 +378,13 @@ def row(recs: list[Recording], k: int) -> str:
     freezes, freeze_s = sum(d["freezes"] for d in shs), sum(d["freeze_s"] for d in shs)
     f = lambda xs: f"{pct(xs, 50):.0f} / {pct(xs, 95):.0f}" if xs else "–"  # noqa: E731
     per_pass = ", ".join(f"{pct(lg.ear_ms, 50):.0f}" for lg in lgs if lg.ear_ms)
+    sync = ", ".join(f"{lg.sync_ms:+.0f} (r {lg.sync_r:.2f})" for lg in lgs if lg.sync_ms is not None) or "–"
     server = [x for r in recs for x in r.server_ms]
     page = [x for r in recs for x in r.page_delays_ms]
     applied = ", ".join(f"{kind} {v}" for kind, v in sorted(recs[0].applied[name].items())) or "–"
     label = LABELS[name].format(recs[0].target) if recs[0].target else "live page as served"
     return (f"| {label} | {applied} | {len(ear)}/{sum(lg.phrases for lg in lgs)} | {f(ear)} | {per_pass} | "
-            f"{f(lips)} | {f(both)} | {sh['audio_jb']:.0f} ({sh['audio_target']:.0f}) | "
+            f"{f(lips)} | {f(both)} | {sync} | {sh['audio_jb']:.0f} ({sh['audio_target']:.0f}) | "
             f"{sh['video_jb']:.0f} ({sh['video_target']:.0f}) | {sh['playout']:.0f} | {sh['concealed_pct']:.2f} % | "
             f"{freezes} ({freeze_s:.2f} s) | {pct(server, 50) if server else float('nan'):.0f} | "
             f"{pct(page, 50) if page else float('nan'):.0f} | {'yes' if all(r.same_stream[name] for r in recs) else 'no'} |")
@@ -393,7 +408,8 @@ async def main_async(seconds: float, passes: list[str], rounds: int, lossy: bool
         finally:
             server.stop()
     header = ("| listener | jitter target read back (ms) | phrases | mic → ear p50 / p95 ms | per pass p50 ms | "
-              "mic → lips p50 / p95 ms | lips − ear p50 / p95 ms | audio jitter buffer (target) ms | "
+              "mic → lips p50 / p95 ms | lips − ear p50 / p95 ms | lips − voice per pass, cross-correlation ms | "
+              "audio jitter buffer (target) ms | "
               "video jitter buffer (target) ms | audio playout ms | concealed | freezes | "
               "server mic → frame (its stats: p50) ms | page says (ms, p50) | one sync group |")
     lines = [
@@ -402,7 +418,10 @@ async def main_async(seconds: float, passes: list[str], rounds: int, lossy: bool
         f"{load_average():.2f}. Server, browser and "
         "measurement share the cores. mic → ear: phrase onset at the mic track → onset in the received track "
         "(WebAudio, after the jitter buffer; output device latency not included). mic → lips: → first displayed frame "
-        "whose mouth opens (MouthMeter score). Browser figures: getStats means over the pass.",
+        "whose mouth opens (MouthMeter score); as a phrase that starts on \"f\" or \"s\" opens the mouth only "
+        "at its vowel, lips − voice is also measured over each whole pass: the lag that best correlates the displayed "
+        "mouth opening with the loudness of the voice as heard (positive: lips after voice). "
+        "Browser figures: getStats means over the pass.",
         "",
         header,
         "|" + "---|" * (header.count("|") - 1),
