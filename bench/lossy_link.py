@@ -21,18 +21,15 @@ import sys
 
 from aioice import ice
 
-_Addr = tuple
-
-
 def impair(loss: float, jitter_s: float, seed: int = 13) -> None:
     """Patch aioice's datagram protocol in this process (call before the server starts)."""
     rng = random.Random(seed)
-    received, send_data = ice.StunProtocol.datagram_received, ice.StunProtocol.send_data
+    received = ice.StunProtocol.datagram_received
 
     def delay() -> float | None:
         return None if rng.random() < loss else rng.uniform(0.0, jitter_s)
 
-    def lossy_received(self: ice.StunProtocol, data: bytes, addr: _Addr) -> None:
+    def lossy_received(self: ice.StunProtocol, data: bytes, addr: tuple) -> None:
         if not data or data[0] > 3:           # not STUN (RFC 7983: 0-3): DTLS, SRTP/SRTCP
             d = delay()
             if d is None:
@@ -51,7 +48,6 @@ def impair(loss: float, jitter_s: float, seed: int = 13) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, addr)
 
-    assert send_data is not None
     ice.StunProtocol.datagram_received = lossy_received   # type: ignore[method-assign]
     ice.StunProtocol.send_data = lossy_send               # type: ignore[method-assign]
 

@@ -172,11 +172,12 @@ MIC_PTIME_MS = 10
 def ask_short_packets(sdp: str) -> str:
     """Ask the client to send its microphone in ``MIC_PTIME_MS`` packets.
 
-    A browser's Opus packets hold 20 ms by default, so the newest sample of each waits up
-    to 20 ms on the client before it is sent; the engine renders a frame the moment the
-    last sample it needs arrives, so that wait is the voice's delay.  ``a=ptime`` is the
-    receiver's wish (RFC 4566); Chromium's Opus encoder follows it.  Only audio sections in
-    which we receive get it; aiortc ignores the line in what it sends.
+    A browser's Opus packets hold 20 ms by default, so the first sample of each waits 20 ms
+    on the client before it is sent.  Where a frame waits for its microphone audio (rather
+    than for its moment on the media clock) that wait adds to the voice's delay; at the glass
+    the gain was within the spread between sessions (``bench/glass_to_glass.py``).
+    ``a=ptime`` is the receiver's wish (RFC 4566); Chromium's Opus encoder follows it.  Only
+    audio sections in which we receive get it; aiortc ignores the line in what it sends.
     """
     lines = sdp.split("\r\n")
     out: list[str] = []
