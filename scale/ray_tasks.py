@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,23 +49,13 @@ def sweep_orphans(folder: Path) -> list[Path]:
     """
     removed = []
     for path in folder.glob("*"):
-        m = re.search(re.escape(storage.PARTIAL_MARK) + r"(\d+)-", path.name)
-        if m is None or not path.is_file() or _alive(int(m.group(1))):
+        writer = storage.partial_writer(path)
+        if writer is None or not path.is_file() or storage.pid_alive(writer):
             continue
         with contextlib.suppress(OSError):
             path.unlink()
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True    # someone else's process (or a number no pid can be): not ours to judge
-    return True
 
 
 def node_id() -> str:

@@ -69,21 +69,11 @@ def _exit_with_server(server_pid: int) -> None:
         if fd is not None:
             select.select([fd], [], [])
         else:
-            while _pid_alive(server_pid):
+            while storage.pid_alive(server_pid):
                 time.sleep(1.0)
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-server", daemon=True).start()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _db(path: str):

@@ -128,6 +128,25 @@ def is_partial(path: Path) -> bool:
     return PARTIAL_MARK in path.name
 
 
+_WRITER = re.compile(re.escape(PARTIAL_MARK) + r"(\d+)-")
+
+
+def partial_writer(path: Path) -> int | None:
+    """The pid of the process that wrote partial file ``path`` (``temp_path_for``'s name), or None."""
+    m = _WRITER.search(path.name)
+    return int(m.group(1)) if m else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True    # someone else's process (or a number no pid can be): not ours to judge
+    return True
+
+
 def commit(temp: Path, final: Path) -> None:
     """Make ``temp`` visible as ``final`` atomically (after flushing it to disk)."""
     with open(temp, "rb") as f:
