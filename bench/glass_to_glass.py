@@ -196,17 +196,17 @@ async def run_pass(browser: Chromium, url: str, spec: str, seconds: float, meter
         rec.stats_before[listener.name] = await page.evaluate(stats_js(listener.pc))
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
-    delay_js = "window.lipstream.delay" if spec != "channel" else "null"
     while loop.time() < end:
         await asyncio.sleep(2.0)
         await take(page, meter, rec)
-        delay = await page.evaluate(f"{delay_js} && {delay_js}.totalMs")
-        server_ms = await page.evaluate(f"{delay_js} && {delay_js}.serverMs")
-        if delay is not None and server_ms is not None:
-            rec.page_delays_ms.append(float(delay))
-            rec.server_ms.append(float(server_ms))
-        if spec == "channel" and not await page.evaluate("window.lipstreamConsole.talking"):
-            raise RuntimeError("push-to-talk was released during the pass")
+        if spec == "channel":
+            if not await page.evaluate("window.lipstreamConsole.talking"):
+                raise RuntimeError("push-to-talk was released during the pass")
+            continue
+        delay = await page.evaluate("window.lipstream.delay && [window.lipstream.delay.totalMs, window.lipstream.delay.serverMs]")
+        if delay is not None and None not in delay:
+            rec.page_delays_ms.append(float(delay[0]))
+            rec.server_ms.append(float(delay[1]))
     for listener in rec.listeners:
         rec.stats_after[listener.name] = await page.evaluate(stats_js(listener.pc))
     await page.evaluate("window.glassProbe.stop()")
