@@ -43,6 +43,11 @@ class BrowserError(RuntimeError):
     pass
 
 
+# What DevTools answers an evaluation that a navigation of its page cut short.
+_NAVIGATED = ("Inspected target navigated or closed", "Execution context was destroyed",
+              "Cannot find context with specified id")
+
+
 @dataclass
 class Connection:
     """One DevTools websocket (a page, or the browser itself): commands and events."""
@@ -139,7 +144,14 @@ class Page(Connection):
     async def wait_for(self, expression: str, timeout: float = 20.0, interval: float = 0.1) -> Any:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            value = await self.evaluate(expression)
+            try:
+                value = await self.evaluate(expression)
+            except BrowserError as e:
+                # A page navigating (a reload the caller started) drops the evaluation under way:
+                # what is waited for is on the next document, so ask again.
+                if not any(m in str(e) for m in _NAVIGATED):
+                    raise
+                value = None
             if value:
                 return value
             if asyncio.get_running_loop().time() > deadline:

@@ -163,6 +163,7 @@ class AvatarJobs:
         await loop.run_in_executor(None, proc.start)
         theirs.close()
         finished = asyncio.Event()
+        prepared: list[dict] = []
 
         def readable() -> None:
             try:
@@ -171,7 +172,8 @@ class AvatarJobs:
                     if kind == "progress":
                         job.progress = value
                     elif kind == "done":
-                        job.avatar, job.progress, job.state = value, 1.0, "done"
+                        # Not "done" for clients yet: it is on the live list only once marked so below.
+                        prepared.append(value)
                     else:
                         job.error, job.state = value, "failed"
             except (EOFError, OSError):
@@ -187,17 +189,18 @@ class AvatarJobs:
             loop.remove_reader(ours.fileno())
             ours.close()
             await loop.run_in_executor(None, proc.join, 5)
-        if job.state == "running":
-            job.state, job.error = "failed", f"preparation process died (exit code {proc.exitcode})"
-        if job.state == "done" and job.avatar is not None:
+        if job.state == "running" and prepared:
             # Uploaded through the live API: on the live list (the studio's own videos are not).
             from models.avatar.avatar_errors import AvatarError
 
             try:
                 job.avatar = await loop.run_in_executor(
-                    None, _update, self.config.avatar_dir, job.avatar["avatar_id"], {"live": True})
+                    None, _update, self.config.avatar_dir, prepared[0]["avatar_id"], {"live": True})
+                job.progress, job.state = 1.0, "done"
             except AvatarError as e:
                 job.state, job.error = "failed", str(e)
+        if job.state == "running":
+            job.state, job.error = "failed", f"preparation process died (exit code {proc.exitcode})"
 
     async def close(self) -> None:
         for task in list(self._tasks):
