@@ -113,6 +113,7 @@ class Recording:
     server_ms: list[float] = field(default_factory=list)          # of which the server's mic → frame (p50, from its stats)
     applied: dict = field(default_factory=dict)                   # listener name → jitterBufferTarget read back per kind
     same_stream: dict = field(default_factory=dict)               # listener name → audio and video in one stream
+    mic: dict = field(default_factory=dict)                       # the server's mic figures at the pass's end
 
 
 def stats_js(pc: str) -> str:
@@ -181,10 +182,12 @@ async def run_pass(browser: Chromium, url: str, spec: str, seconds: float, meter
     broadcast page's WHEP client listen) or a live page query string (its session's own view listens)."""
     if spec == "channel":
         rec = Recording(spec, [CONSOLE_LISTENER, BROADCAST_LISTENER])
-        page, target = await open_channel(browser, url)
+        page, target, cid = await open_channel(browser, url)
+        stats_url = f"{url}/channels/{cid}"
     else:
         rec = Recording(spec, [PAGE_LISTENER])
         page, target = await open_live_page(browser, url, spec)
+        stats_url = f"{url}/sessions/{await page.evaluate('window.lipstream.sessionId')}"
     for listener in rec.listeners:
         facts = await page.evaluate(receiver_facts(listener.pc))
         rec.applied[listener.name] = facts["targets"]
@@ -209,6 +212,11 @@ async def run_pass(browser: Chromium, url: str, spec: str, seconds: float, meter
             rec.server_ms.append(float(delay[1]))
     for listener in rec.listeners:
         rec.stats_after[listener.name] = await page.evaluate(stats_js(listener.pc))
+    async with aiohttp.ClientSession() as http, http.get(stats_url) as resp:
+        stats = await resp.json()
+    rec.mic = {k: stats[k] for k in ("mic_underruns", "mic_skipped_s", "mic_headroom_ms")}
+    if spec == "channel":
+        rec.server_ms.append(float(stats["latency_ms"]["p50"]))
     await page.evaluate("window.glassProbe.stop()")
     if spec == "channel":
         await page.evaluate("window.benchViewer.close()")
@@ -230,7 +238,7 @@ async def open_live_page(browser: Chromium, url: str, query: str) -> tuple[Page,
                   "video: document.getElementById('avatar-video') }")
 
 
-async def open_channel(browser: Chromium, url: str) -> tuple[Page, str]:
+async def open_channel(browser: Chromium, url: str) -> tuple[Page, str, str]:
     """A new channel on the default avatar, watched in the On-air console with push-to-talk held;
     next to it, in the same page (one audio clock), the broadcast page's receiver: the same
     ``WhepClient``, receive-only, at the browser's own jitter buffer, on the channel's viewer link."""
@@ -262,7 +270,7 @@ async def open_channel(browser: Chromium, url: str) -> tuple[Page, str]:
                         " && window.benchViewer.pc.connectionState === 'connected'", timeout=30)
     heard = lambda pc: f"{pc}.getReceivers().find((r) => r.track && r.track.kind === 'audio').track"  # noqa: E731
     return page, (f"{{ mic: window.lipstreamConsole.mic.track, heard: [{heard(CONSOLE_LISTENER.pc)}, "
-                  f"{heard(BROADCAST_LISTENER.pc)}], video: document.getElementById('oa-video') }}")
+                  f"{heard(BROADCAST_LISTENER.pc)}], video: document.getElementById('oa-video') }}"), info["channel_id"]
 
 
 # ---------------------------------------------------------------------------
@@ -382,12 +390,15 @@ def row(recs: list[Recording], k: int) -> str:
     server = [x for r in recs for x in r.server_ms]
     page = [x for r in recs for x in r.page_delays_ms]
     applied = ", ".join(f"{kind} {v}" for kind, v in sorted(recs[0].applied[name].items())) or "–"
+    mic = (f"{sum(r.mic['mic_underruns'] for r in recs)}, {sum(r.mic['mic_skipped_s'] for r in recs):.2f} s, "
+           + "/".join(f"{r.mic['mic_headroom_ms']:.0f}" for r in recs))
     label = LABELS[name].format(recs[0].target) if recs[0].target else "live page as served"
     return (f"| {label} | {applied} | {len(ear)}/{sum(lg.phrases for lg in lgs)} | {f(ear)} | {per_pass} | "
             f"{f(lips)} | {f(both)} | {sync} | {sh['audio_jb']:.0f} ({sh['audio_target']:.0f}) | "
             f"{sh['video_jb']:.0f} ({sh['video_target']:.0f}) | {sh['playout']:.0f} | {sh['concealed_pct']:.2f} % | "
             f"{freezes} ({freeze_s:.2f} s) | {pct(server, 50) if server else float('nan'):.0f} | "
-            f"{pct(page, 50) if page else float('nan'):.0f} | {'yes' if all(r.same_stream[name] for r in recs) else 'no'} |")
+            f"{mic} | {pct(page, 50) if page else float('nan'):.0f} | "
+            f"{'yes' if all(r.same_stream[name] for r in recs) else 'no'} |")
 
 
 # ---------------------------------------------------------------------------
@@ -411,7 +422,8 @@ async def main_async(seconds: float, passes: list[str], rounds: int, lossy: bool
               "mic → lips p50 / p95 ms | lips − ear p50 / p95 ms | lips − voice per pass, cross-correlation ms | "
               "audio jitter buffer (target) ms | "
               "video jitter buffer (target) ms | audio playout ms | concealed | freezes | "
-              "server mic → frame (its stats: p50) ms | page says (ms, p50) | one sync group |")
+              "server mic → frame (its stats: p50) ms | server mic: underruns, silence dropped, headroom ms per pass | "
+              "page says (ms, p50) | one sync group |")
     lines = [
         f"Headless Debian Chromium on loopback{LOSSY_WORDS if lossy else ''}, live page with a fake microphone (24 alsa-utils phrases, 1 s apart, "
         f"looped), {seconds:.0f} s per pass, {rounds} round(s) of alternating passes in one run, load "

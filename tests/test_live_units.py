@@ -1,5 +1,5 @@
 """Unit tests of the live server's pieces that need no network: the audio feed
-(jitter buffer, clips, silence skipping), the media clock, the tracks' stamping,
+(jitter buffer, clips, phase locking), the media clock, the tracks' stamping,
 sentence splitting, the mic jitter buffer and SSE encoding."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiortc.rtp import RtpPacket
 from live.engine.audio_feed import AudioFeed, Clip, FeedConfig
 from live.rtc.media_clock import MediaClock
 from live.rtc.mic_jitter import MicJitterBuffer
-from live.rtc.tracks import AvatarAudioTrack, AvatarVideoTrack
+from live.rtc.tracks import AvatarAudioTrack
 from live.server.events import EventHub
 from live.server.speech_queue import split_sentences, trim_leading_silence
 
@@ -58,20 +58,83 @@ def test_mic_waits_for_a_full_need_then_flows_and_counts_underruns():
     assert feed.underruns == 1 and feed.position == 1600 + 640
 
 
-def test_silence_is_skipped_to_bound_latency_but_speech_never():
-    feed = AudioFeed(FeedConfig(max_extra_s=0.03))
-    silence = np.zeros(3200, np.float32)
-    feed.add_mic(silence, 0.0)
-    feed.add_mic(_tone(1600), 0.2)
-    got = feed.take(640, now=0.2)
-    # 4800 buffered, need 640: the silent head goes (the backlog stays above the margin
-    # because of the speech), the speech is kept whole.
-    assert feed.skipped_samples == 3200
-    assert len(got.samples) + feed.mic_backlog == 1600
-    assert np.abs(got.samples).max() > 0.1
-    backlog = feed.mic_backlog
-    feed.take(640, now=0.21)
-    assert feed.mic_backlog == backlog - 640, "speech must not be dropped"
+def _frames_against_a_mic(feed: AudioFeed, seconds: float, late_by_s: float, jitter_s: float = 0.0,
+                          speech: bool = False, seed: int = 0) -> list[float]:
+    """A microphone sends 10 ms chunks (each up to ``jitter_s`` late, delivered in order); frames
+    take 40 ms each at their moment on a clock that runs ``late_by_s`` behind the microphone, or
+    when their audio completes if that is at most 35 ms later (else they are padded), as the
+    worker does with the server's requests.  Returns each whole frame's wait: seconds between the arrival of
+    the chunk that completed its audio and the frame taking it."""
+    rng = np.random.default_rng(seed)
+    n_chunks = int(seconds * 100)
+    sent = 0.01 * np.arange(1, n_chunks + 1)
+    arrivals = np.maximum.accumulate(sent + 0.002 + rng.uniform(0, jitter_s, n_chunks))
+    added, taken, waits = 0, 0, []
+
+    def arrive_until(t: float) -> None:
+        nonlocal added
+        while added < n_chunks and arrivals[added] <= t:
+            feed.add_mic(_tone(160) if speech else np.zeros(160, np.float32), float(arrivals[added]))
+            added += 1
+
+    for i in range(int(seconds * 25) - 4):
+        moment = now = late_by_s + 0.04 * (i + 1)
+        arrive_until(now)
+        got = len(feed.take(640, now).samples)
+        while got < 640 and feed.mic_flowing and arrivals[added] <= moment + 0.035:
+            now = float(arrivals[added])            # wait for the rest, as the worker does
+            arrive_until(now)
+            got += len(feed.take(640 - got, now).samples)
+        taken += got
+        if got < 640:
+            feed.note_padding(640 - got)
+            continue
+        completing = (taken + feed.skipped_samples - 1) // 160
+        waits.append(now - float(arrivals[completing]))
+    return waits
+
+
+def test_the_phase_locks_so_frames_wait_for_their_moment_no_longer_than_the_headroom():
+    # The microphone started 33 ms early against the frame clock: unlocked, every frame's
+    # audio would wait that long for its moment, for the whole call.
+    unlocked = AudioFeed(FeedConfig(min_headroom_s=1.0))
+    assert min(_frames_against_a_mic(unlocked, 4.0, late_by_s=0.035)) > 0.03
+    feed = AudioFeed()
+    waits = _frames_against_a_mic(feed, 4.0, late_by_s=0.035)
+    assert max(waits) <= feed.headroom_s() + 0.002 + 1e-9
+    assert feed.underruns == 0
+    # Nothing was dropped beyond what the phase needed.
+    assert 0 < feed.skipped_samples < 0.035 * RATE
+
+
+def test_a_jittery_link_keeps_more_headroom():
+    feed = AudioFeed()
+    waits = _frames_against_a_mic(feed, 6.0, late_by_s=0.035, jitter_s=0.025, seed=1)
+    assert 0.015 < feed.headroom_s() < 0.03
+    assert float(np.median(waits[25:])) > 0.005
+    quiet = AudioFeed()
+    waits = _frames_against_a_mic(quiet, 6.0, late_by_s=0.035, seed=1)
+    assert quiet.headroom_s() == quiet.config.min_headroom_s
+    assert max(waits[25:]) < 0.006
+
+
+def test_speech_is_never_dropped_to_lock_the_phase():
+    feed = AudioFeed()
+    waits = _frames_against_a_mic(feed, 2.0, late_by_s=0.035, speech=True)
+    assert feed.skipped_samples == 0
+    assert min(waits[5:]) > 0.02    # the monologue keeps its phase until its next pause
+
+
+def test_a_pause_in_arrivals_restarts_the_jitter_estimate():
+    from live.engine.arrival_jitter import ArrivalJitter
+
+    jitter = ArrivalJitter()
+    for k in range(50):
+        jitter.add(160, 0.01 * k + (0.02 if k % 7 == 0 else 0.0))
+    assert jitter.spread_s() == pytest.approx(0.02, abs=1e-6)
+    for k in range(50):                 # the sender resumes after a second of nothing sent
+        jitter.add(160, 2.0 + 0.01 * k)
+    assert jitter.spread_s() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_mic_and_clip_are_mixed_and_interrupt_forgets_both():
@@ -166,23 +229,40 @@ def _packet(seq: int) -> RtpPacket:
     return p
 
 
-def test_mic_jitter_buffer_hands_packets_on_at_once_in_order_and_skips_holes():
+def test_mic_jitter_buffer_hands_packets_on_at_once_in_order_and_fills_holes_it_gives_up():
+    now = [0.0]
     got = []
-    jb = MicJitterBuffer(lambda payload, t: got.append(payload[0]))
+    jb = MicJitterBuffer(lambda payload, t: got.append(payload[0] if payload else None), clock=lambda: now[0])
     for seq in (10, 11):
         assert jb.add(_packet(seq)) == (False, None)        # nothing for aiortc's decoder
     assert got == [10, 11]                                   # no 80 ms prefetch
+    now[0] = 0.01
     jb.add(_packet(13))
     assert got == [10, 11]                                   # 12 is missing: wait a little
+    now[0] = 0.03
     jb.add(_packet(12))
     assert got == [10, 11, 12, 13]                           # late but in time: both go at once
-    jb.add(_packet(15))
-    jb.add(_packet(16))
-    assert got[-1] == 13
-    jb.add(_packet(17))
-    assert got[-3:] == [15, 16, 17] and jb.skipped == 1      # gave up on 14
+    for k, seq in enumerate((15, 16, 17, 18)):               # 14 is lost
+        now[0] = 0.05 + 0.01 * k
+        jb.add(_packet(seq))
+        assert got[-1] == 13, "waits up to 40 ms for the missing packet"
+    now[0] = 0.091
+    jb.add(_packet(19))
+    # Given up after 40 ms: an empty payload takes its place, so the stream keeps its length.
+    assert got[-6:] == [None, 15, 16, 17, 18, 19] and jb.skipped == 1
     jb.add(_packet(14))
-    assert got[-1] == 17                                     # too late now
+    assert got[-1] == 19                                     # too late now
+
+
+def test_mic_decoder_fills_a_lost_packet_with_as_much_silence_as_the_packet_before():
+    from live.rtc.audio_codec import MicDecoder, SpeechEncoder
+
+    enc, dec = SpeechEncoder(), MicDecoder()
+    assert len(dec.decode(b"")) == 0                          # nothing to go by yet
+    packets = enc.encode(_tone(3200))
+    sizes = [len(dec.decode(p)) for p in packets]
+    lost = dec.decode(b"")
+    assert len(lost) == sizes[-1] == 320 and not lost.any()
 
 
 # -- events ------------------------------------------------------------------------

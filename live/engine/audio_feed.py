@@ -6,10 +6,17 @@ next frame needs -- so that everything still waiting here can be reshaped
 cheaply:
 
 * microphone audio waits in a small jitter buffer.  It starts flowing once the
-  next frame's whole need is there (no dropout right after the first packet),
-  and if the buffer ever grows beyond the need plus a margin (a late burst, a
-  sender clock running fast), silent stretches at its head are dropped, so the
-  latency returns to the minimum instead of staying high for the rest of the call;
+  next frame's whole need is there (no dropout right after the first packet).
+  A frame is rendered at its moment on the session's clock, or when its audio
+  is complete if that is later; audio that was complete long before that
+  moment just waits, and that wait is latency.  Where it lands depends on when
+  the microphone happened to start against the clock (anywhere within a frame:
+  0-40 ms), on late bursts and on the sender's clock running fast.  So the feed
+  *locks the phase*: at each frame it looks at how long ago the audio that
+  completed the need arrived and, if that is more than the headroom the link's
+  jitter calls for (``live.engine.arrival_jitter``), drops that much silence at
+  the head.  The frame then waits for its moment only as long as a late packet
+  could need, on every session alike;
 * clips (synthesised sentences, uploaded files) wait whole and are mixed over
   whatever the microphone gives; an interrupt drops them all at once.
 
@@ -25,9 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from live.engine.arrival_jitter import ArrivalJitter
 from models.audio.pcm import SAMPLE_RATE
 
-_BLOCK = SAMPLE_RATE // 100  # 10 ms: the unit in which silence is judged and dropped
+_BLOCK = SAMPLE_RATE // 100      # 10 ms: the unit in which silence is judged
+_MIN_SKIP = SAMPLE_RATE // 500   # 2 ms: smaller phase errors are not worth a cut
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,8 @@ class Marker:
 @dataclass(frozen=True)
 class FeedConfig:
     silence_rms: float = 0.006        # ~ -44 dBFS: below this a 10 ms block counts as silence
-    max_extra_s: float = 0.030        # mic audio kept beyond the next frame's need before skipping silence
+    min_headroom_s: float = 0.003     # the least a frame's audio is kept complete before its moment
+    max_headroom_s: float = 0.100     # the most, however jittery the link (beyond it frames wait, then pad)
     mic_timeout_s: float = 0.25       # no mic audio for this long: the mic is considered stopped
     max_mic_backlog_s: float = 0.6    # hard bound (overload): older mic audio is dropped, speech or not
 
@@ -77,6 +87,7 @@ class AudioFeed:
     mic_flowing: bool = False
     underruns: int = 0                        # times the mic could not cover a frame's need
     skipped_samples: int = 0                  # silent mic samples dropped to bound latency
+    jitter: ArrivalJitter = field(default_factory=ArrivalJitter)
     _mic: deque[_MicChunk] = field(default_factory=deque)
     _mic_len: int = 0
     _last_mic_arrival: float = -1e9
@@ -91,6 +102,7 @@ class AudioFeed:
             return
         self._mic.append(_MicChunk(x, arrival))
         self._mic_len += len(x)
+        self.jitter.add(len(x), arrival)
         self._last_mic_arrival = arrival
         limit = int(self.config.max_mic_backlog_s * SAMPLE_RATE)
         while self._mic_len - len(self._mic[0].samples) >= limit:  # only when the worker stalls
@@ -113,6 +125,12 @@ class AudioFeed:
 
     def mic_active(self, now: float) -> bool:
         return now - self._last_mic_arrival < self.config.mic_timeout_s
+
+    def headroom_s(self) -> float:
+        """How long before its frame's moment the microphone audio should be complete: long enough
+        for a late chunk (the link's jitter) to make it.  One later still is waited for, briefly
+        (the request's deadline), and the frame is padded only if it misses that too."""
+        return min(max(self.jitter.spread_s(), self.config.min_headroom_s), self.config.max_headroom_s)
 
     # -- output -------------------------------------------------------------
 
@@ -169,7 +187,7 @@ class AudioFeed:
             if self._mic_len < n or not self.mic_active(now):
                 return np.zeros(0, np.float32), []
             self.mic_flowing = True   # enough buffered to cover a whole need: start without a dropout
-        self._skip_silence(n)
+        self._lock_phase(n, now)
         want = min(n, self._mic_len)
         parts, chunks = [], []
         got = 0
@@ -190,20 +208,55 @@ class AudioFeed:
         out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return out, chunks
 
-    def _skip_silence(self, n: int) -> None:
-        """Drop silent 10 ms blocks from the head while more than ``n`` + margin is buffered."""
-        extra = self._mic_len - n - int(self.config.max_extra_s * SAMPLE_RATE)
-        while extra >= _BLOCK and self._mic:
-            head = self._mic[0]
-            block = head.samples[:_BLOCK]
-            if len(block) < _BLOCK or float(np.sqrt(np.mean(block * block))) >= self.config.silence_rms:
+    def _lock_phase(self, n: int, now: float) -> None:
+        """Drop silence at the head until the audio completing this need arrived only a headroom ago.
+
+        Dropping ``k`` samples moves every later sample ``k`` earlier in the stream, so the
+        need is completed by audio that arrived ``k / SAMPLE_RATE`` later (the microphone
+        delivers at its own steady rate).  Speech is never dropped: a long monologue keeps
+        its phase until its next pause.
+        """
+        if self._mic_len <= n:
+            return
+        slack = now - self._arrival_of(n - 1)
+        excess = min(self._mic_len - n, int((slack - self.headroom_s()) * SAMPLE_RATE))
+        while excess >= _MIN_SKIP:
+            head = self._head(_BLOCK)
+            if len(head) < _BLOCK or float(np.sqrt(np.mean(head * head))) >= self.config.silence_rms:
                 return
-            self._mic[0] = _MicChunk(head.samples[_BLOCK:], head.arrival)
-            if not len(self._mic[0].samples):
+            k = min(excess, _BLOCK)
+            self._drop_head(k)
+            self.skipped_samples += k
+            excess -= k
+
+    def _arrival_of(self, index: int) -> float:
+        """When the buffered sample ``index`` (0: the head) arrived."""
+        for chunk in self._mic:
+            if index < len(chunk.samples):
+                return chunk.arrival
+            index -= len(chunk.samples)
+        return self._last_mic_arrival
+
+    def _head(self, n: int) -> np.ndarray:
+        parts, got = [], 0
+        for chunk in self._mic:
+            if got >= n:
+                break
+            parts.append(chunk.samples[: n - got])
+            got += len(parts[-1])
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def _drop_head(self, n: int) -> None:
+        while n > 0:
+            head = self._mic[0]
+            if len(head.samples) <= n:
                 self._mic.popleft()
-            self._mic_len -= _BLOCK
-            self.skipped_samples += _BLOCK
-            extra -= _BLOCK
+                self._mic_len -= len(head.samples)
+                n -= len(head.samples)
+            else:
+                self._mic[0] = _MicChunk(head.samples[n:], head.arrival)
+                self._mic_len -= n
+                n = 0
 
     def _take_clips(self, n: int) -> tuple[np.ndarray, list[Marker]]:
         parts: list[np.ndarray] = []

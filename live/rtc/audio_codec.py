@@ -6,7 +6,8 @@ Opus-encoded.  Decoding, resampling and encoding (and aiortc's per-packet thread
 hops and Python audio-level loop) thus run in the worker, in parallel with other
 sessions, instead of contending for the server's GIL.
 
-* ``MicDecoder``: one Opus payload (20 ms, any channel count) -> 16 kHz mono float32.
+* ``MicDecoder``: one Opus payload (10 or 20 ms, any channel count) -> 16 kHz mono float32;
+  an empty payload (a packet the jitter buffer gave up on) -> silence as long as the packet before.
 * ``SpeechEncoder``: a frame's 16 kHz int16 audio -> the 20 ms Opus packets it
   completes.  libopus takes the 16 kHz samples as they are (the packets decode at
   48 kHz like any others; RTP timestamps come from ``live.rtc.media_clock``), so no
@@ -40,14 +41,22 @@ class MicDecoder:
         self._codec.layout = "stereo"
         self._codec.format = "s16"
         self._resampler = StreamResampler()
+        self._last_len = 0           # 16 kHz samples the last packet gave
 
     def decode(self, payload: bytes) -> np.ndarray:
+        if not payload:
+            # Lost: keep the stream's length (the engine's headroom against jitter depends
+            # on it).  ffmpeg's decoder offers no packet-loss concealment, so this is silence.
+            return np.zeros(self._last_len, np.float32)
         try:
             frames = self._codec.decode(av.Packet(payload))
         except av.FFmpegError:
             return np.zeros(0, np.float32)  # one corrupt packet: skip it, the engine pads
         parts = [self._resampler.push(f) for f in frames]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if len(out):
+            self._last_len = len(out)
+        return out
 
 
 def _opus_encoder() -> av.AudioCodecContext:

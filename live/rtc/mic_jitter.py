@@ -7,8 +7,13 @@ WebRTC Opus packet *is* a complete 20 ms frame, so for the microphone each packe
 is handed on the moment it is next in sequence -- to a callback that forwards it,
 still encoded, to the worker that decodes it.  aiortc's own decoder gets nothing.
 
-A missing packet is waited for until two later ones are here (40 ms: reordering
-on a real network is rarely longer), then skipped; the engine pads the gap.
+A missing packet is waited for up to 40 ms (reordering on a real network is
+rarely longer), then given up: the callback gets an empty payload in its place,
+and the worker fills its duration (``live.rtc.audio_codec.MicDecoder``), so the
+microphone's stream keeps its length.  Had it shrunk instead, every loss would
+have eaten into the headroom the engine keeps against jitter, and the next
+frame would have had to be padded: a loss on the way in became a gap on the way
+out, and the gaps came as often as the losses.
 
 This subclasses aiortc's ``JitterBuffer`` and uses its private fields; it is
 installed by ``live.rtc.aiortc_hooks.install_mic_tap``, which documents both.
@@ -23,16 +28,19 @@ from typing import Optional
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
-_MAX_WAIT_PACKETS = 2
+MAX_WAIT_S = 0.040
 
-OnPacket = Callable[[bytes, float], None]   # (Opus payload, monotonic arrival time)
+OnPacket = Callable[[bytes, float], None]   # (Opus payload, or b"" for a lost one; monotonic arrival time)
 
 
 class MicJitterBuffer(JitterBuffer):
-    def __init__(self, on_packet: OnPacket, capacity: int = 16) -> None:
+    def __init__(self, on_packet: OnPacket, capacity: int = 16,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(capacity=capacity, prefetch=0)
         self.on_packet = on_packet
+        self.clock = clock
         self.skipped = 0
+        self._hole_since: float | None = None   # when a packet behind the missing head arrived
 
     def add(self, packet: RtpPacket) -> tuple[bool, Optional[JitterFrame]]:
         if self._origin is not None and _seq_diff(packet.sequence_number, self._origin) < 0:
@@ -42,14 +50,18 @@ class MicJitterBuffer(JitterBuffer):
 
     def _remove_frame(self, sequence_number: int) -> Optional[JitterFrame]:
         assert self._origin is not None
-        now = time.monotonic()
+        now = self.clock()
         if self._packets[self._origin % self._capacity] is None:
+            if self._hole_since is None:
+                self._hole_since = now
             waiting = sum(p is not None for p in self._packets)
-            if waiting < _MAX_WAIT_PACKETS + 1:
+            if now - self._hole_since < MAX_WAIT_S and waiting < self._capacity // 2:
                 return None
             while self._packets[self._origin % self._capacity] is None:  # give up on the hole
                 self.remove(1)
                 self.skipped += 1
+                self.on_packet(b"", now)
+        self._hole_since = None
         while (head := self._packets[self._origin % self._capacity]) is not None:
             self.remove(1)
             self.on_packet(head._data, now)  # type: ignore[attr-defined]

@@ -608,8 +608,7 @@ class Channel:
             "mic": self._mic_viewer is not None,
             "mic_packets_decoded": last.mic_packets if last else 0,
             "keyframe_requests_in_worker": last.keyframes_requested if last else 0,
-            "mic_underruns": last.underruns if last else 0,
-            "mic_skipped_s": round(last.skipped_s, 3) if last else 0.0,
+            **self._mic_figures(),
             "queued_speech": self.speech.queued,
             "tts_first_sentence_ms": rounded(float(np.median(self.speech.synthesis_s)) * 1000.0
                                              if self.speech.synthesis_s else None),
@@ -629,6 +628,16 @@ class Channel:
                 out["state"] = "closed"
         return out
 
+    def _mic_figures(self) -> dict:
+        """How the microphone's audio fared: gaps the engine padded, silence dropped to keep the
+        latency down, and the headroom its link's jitter calls for (live.engine.audio_feed)."""
+        last = self._last
+        return {
+            "mic_underruns": last.underruns if last else 0,
+            "mic_skipped_s": round(last.skipped_s, 3) if last else 0.0,
+            "mic_headroom_ms": round(last.headroom_s * 1000.0, 1) if last else 0.0,
+        }
+
     def info(self) -> dict:
         """What ``GET /channels/{id}`` shows."""
         width, height = self.ready_size or (None, None)
@@ -647,6 +656,7 @@ class Channel:
             "queued_speech": self.speech.queued,
             "latency_ms": {"p50": rounded(self._latency.pct(50)), "p95": rounded(self._latency.pct(95))},
             "frame_lateness_ms": {"p50": rounded(self._lateness.pct(50)), "p95": rounded(self._lateness.pct(95))},
+            **self._mic_figures(),
             "uptime_s": round(time.time() - self.created, 1),
             "view_key": self.view_key,
             "links": {"whep": f"/channels/{self.id}/whep?key={self.view_key}",

@@ -177,8 +177,8 @@ class Viewer:
             self.audio.send_delay_s += 0.05 * (target - self.audio.send_delay_s)
 
     def _on_mic_packet(self, payload: bytes, arrival: float) -> None:
-        """A microphone packet, in order: on to the channel's worker, still encoded."""
-        self.mic_packets += 1
+        """A microphone packet, in order, on to the channel's worker still encoded (b"": one lost)."""
+        self.mic_packets += bool(payload)
         if not self.closed:
             self.channel.mic_packet(self, payload, arrival)
 

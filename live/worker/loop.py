@@ -160,7 +160,7 @@ class WorkerLoop:
             t0 = time.perf_counter()
             samples = self.mic_decoder.decode(msg.payload)
             self.decode_s += time.perf_counter() - t0
-            self.mic_packets += 1
+            self.mic_packets += bool(msg.payload)
             self.feed.add_mic(samples, msg.arrival)
         elif isinstance(msg, MicAudio):
             self.feed.add_mic(msg.samples, msg.arrival)
@@ -277,6 +277,7 @@ class WorkerLoop:
             buffered_s=buffered,
             underruns=self.feed.underruns,
             skipped_s=self.feed.skipped_samples / SAMPLE_RATE,
+            headroom_s=self.feed.headroom_s() if self.feed.mic_flowing else 0.0,
             timings=FrameTimings(
                 decode_ms=decode_ms,
                 features_ms=features_ms,

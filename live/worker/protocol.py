@@ -77,8 +77,8 @@ class BitrateHint:
 
 @dataclass(frozen=True)
 class MicPacket:
-    payload: bytes        # one Opus packet from the viewer's microphone (decoded in the worker)
-    arrival: float        # time.monotonic() when the server received it
+    payload: bytes        # one Opus packet from the viewer's microphone (decoded in the worker); b"": lost
+    arrival: float        # time.monotonic() when the server received it (or gave it up)
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,7 @@ class FrameReady:
     underruns: int
     skipped_s: float
     timings: FrameTimings
+    headroom_s: float = 0.0                 # how early the mic's audio is kept complete (its link's jitter)
     mic_packets: int = 0                    # Opus packets the worker has decoded so far
     keyframes_requested: int = 0            # KeyframeRequests the worker has received so far
 
