@@ -220,6 +220,9 @@ async def run_pass(browser: Chromium, url: str, spec: str, seconds: float, meter
     await page.evaluate("window.glassProbe.stop()")
     if spec == "channel":
         await page.evaluate("window.benchViewer.close()")
+        async with aiohttp.ClientSession() as http, http.delete(stats_url) as resp:
+            if resp.status != 200:   # each round makes its own channel: free its place for the next
+                raise RuntimeError(f"DELETE {stats_url}: {resp.status} {await resp.text()}")
     else:
         await page.evaluate("document.getElementById('disconnect').click()")
         await page.wait_for("window.lipstream.sessionId === null")
