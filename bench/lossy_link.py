@@ -21,6 +21,7 @@ import sys
 
 from aioice import ice
 
+
 def impair(loss: float, jitter_s: float, seed: int = 13) -> None:
     """Patch aioice's datagram protocol in this process (call before the server starts)."""
     rng = random.Random(seed)

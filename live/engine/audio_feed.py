@@ -188,21 +188,12 @@ class AudioFeed:
                 return np.zeros(0, np.float32), []
             self.mic_flowing = True   # enough buffered to cover a whole need: start without a dropout
         self._lock_phase(n, now)
-        want = min(n, self._mic_len)
         parts, chunks = [], []
         got = 0
-        while got < want:
-            head = self._mic[0]
-            k = min(want - got, len(head.samples))
-            if k == len(head.samples):
-                self._mic.popleft()
-                parts.append(head.samples)
-            else:
-                parts.append(head.samples[:k])
-                self._mic[0] = _MicChunk(head.samples[k:], head.arrival)
-            chunks.append((self.position + got, head.arrival))
-            got += k
-        self._mic_len -= got
+        for piece in self._pop_head(min(n, self._mic_len)):
+            parts.append(piece.samples)
+            chunks.append((self.position + got, piece.arrival))
+            got += len(piece.samples)
         if self._mic_len == 0 and not self.mic_active(now):
             self.mic_flowing = False  # the mic stopped: next time it starts, buffer a full need first
         out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
@@ -225,7 +216,7 @@ class AudioFeed:
             if len(head) < _BLOCK or float(np.sqrt(np.mean(head * head))) >= self.config.silence_rms:
                 return
             k = min(excess, _BLOCK)
-            self._drop_head(k)
+            self._pop_head(k)
             self.skipped_samples += k
             excess -= k
 
@@ -246,17 +237,19 @@ class AudioFeed:
             got += len(parts[-1])
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def _drop_head(self, n: int) -> None:
-        while n > 0:
+    def _pop_head(self, n: int) -> list[_MicChunk]:
+        """Remove the first ``n`` buffered samples (at most what is buffered), as pieces of their chunks."""
+        pieces = []
+        while n > 0 and self._mic:
             head = self._mic[0]
             if len(head.samples) <= n:
-                self._mic.popleft()
-                self._mic_len -= len(head.samples)
-                n -= len(head.samples)
+                pieces.append(self._mic.popleft())
             else:
+                pieces.append(_MicChunk(head.samples[:n], head.arrival))
                 self._mic[0] = _MicChunk(head.samples[n:], head.arrival)
-                self._mic_len -= n
-                n = 0
+            self._mic_len -= len(pieces[-1].samples)
+            n -= len(pieces[-1].samples)
+        return pieces
 
     def _take_clips(self, n: int) -> tuple[np.ndarray, list[Marker]]:
         parts: list[np.ndarray] = []
