@@ -12,7 +12,7 @@ The server runs as ``run_live.py``; one WHEP viewer watches the channel.
 * Audio socket: 24 kHz PCM in 40 ms chunks at real time.  Measured: the server's own
   figure, first chunk received → the frame carrying it leaving (``latency_ms`` of
   ``speech_start``).  A stream at real time plays after the engine's idle padding
-  (its look-ahead, up to 80 ms), which then serves as its jitter buffer; a first chunk
+  (its look-ahead, up to 60 ms), which then serves as its jitter buffer; a first chunk
   that covers a whole frame's need (40 ms + the look-ahead) starts with the next frame.
 
 Targets (issue 11): text p95 ≤ 400 ms; audio p95 ≤ 150 ms.

@@ -12,8 +12,8 @@ import numpy as np
 from models.audio.mel_stream import HOP, N_MELS, WIN
 from models.audio.pcm import SAMPLE_RATE
 
-LOOKAHEAD_S = 0.080          # audio after the shown moment that the model may hear
-WINDOW_FRAMES = 24           # 24 mel frames = 300 ms: 220 ms of past, 80 ms of future
+LOOKAHEAD_S = 0.060          # audio after the shown moment that the model may hear
+WINDOW_FRAMES = 24           # 24 mel frames = 300 ms: 240 ms of past, 60 ms of future
 LOOKAHEAD_SAMPLES = int(round(LOOKAHEAD_S * SAMPLE_RATE))
 
 

@@ -4,7 +4,7 @@ Read top to bottom: the feature fingerprint a checkpoint is tied to, the network
 the checkpoint format, and the predictor the live engine calls for every frame.
 
 The input is ``models.mouth.feature_window.window_for(mel, t)``: 80 mel bands × 24 frames
-(220 ms before the moment ``t`` and 80 ms after it).  Mel bands are the conv
+(240 ms before the moment ``t`` and 60 ms after it).  Mel bands are the conv
 channels and time is the conv axis: two 1-D convolutions pick up local
 spectro-temporal patterns (formant glides, bursts, nasal murmurs), then the time
 axis is flattened (not pooled) because *where* in the window a sound happens

@@ -10,7 +10,7 @@ agreement with what the aligned phones say the mouth should do; the alignments
 themselves are accurate to roughly 10-20 ms.
 
 Every metric is computed at 10 ms steps (the aligner's resolution) exactly as
-the live engine would see it: a ``window_for`` window per moment, 80 ms look-ahead.
+the live engine would see it: a ``window_for`` window per moment, with the engine's look-ahead.
 """
 
 from __future__ import annotations
