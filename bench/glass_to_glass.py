@@ -455,7 +455,7 @@ def main() -> None:
                     help="comma-separated passes: a live page query string, or 'channel' (console + broadcast client); "
                          "default: the live page before, as served, then a channel")
     ap.add_argument("--rounds", type=int, default=2, help="times the passes run, alternating")
-    ap.add_argument("--lossy", action="store_true", help=f"{LOSS_PCT:g} % loss and 0-{JITTER_MS:g} ms jitter each way")
+    ap.add_argument("--lossy", action="store_true", help=f"{LOSS_PCT:g} %% loss and 0-{JITTER_MS:g} ms jitter each way")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     asyncio.run(main_async(args.seconds, args.passes.split(","), max(1, args.rounds), args.lossy, not args.no_record))
