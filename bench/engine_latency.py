@@ -6,7 +6,7 @@ Real speech is fed in 20 ms chunks on a simulated real-time clock (chunk k
 arrives when its last sample would have been spoken).  Every frame is pulled as
 soon as its audio (with the model's look-ahead) is in; the measured compute time
 of that pull is added.  Latency is counted from the arrival of the frame's first
-audio sample, the worst case for that frame.  Target: ≤ 80 ms + one frame period.
+audio sample, the worst case for that frame.  Target: ≤ the look-ahead + one frame period.
 """
 
 from __future__ import annotations
